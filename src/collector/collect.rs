@@ -1,0 +1,321 @@
+//! One collection, in CPython 3.11's order.
+//!
+//! 1. Merge the younger generations into the one being collected.
+//! 2. Find the objects not reachable from outside it ([`passes`]).
+//! 3. Promote the survivors into the next generation, before any user code
+//!    runs, so that what user code allocates or keeps alive from here on is
+//!    judged by the next collection, not this one.
+//! 4. Destroy the garbage, in the order PEP 442 fixes:
+//!    a. clear every weak reference to it;
+//!    b. run the callbacks of the weak references that are not garbage
+//!       themselves, only once all are cleared, so no callback can reach
+//!       garbage through a weak reference;
+//!    c. run finalizers, each at most once per object lifetime, while every
+//!       garbage object is still intact;
+//!    d. if any finalizer ran, detect resurrection by running the passes again
+//!       on the garbage alone: what is now referenced from outside, and all it
+//!       reaches, survives;
+//!    e. drop the values of the rest, then free them.
+//!
+//! From step 4 on the collector holds one strong reference to each garbage
+//! object, so that user code (callbacks, finalizers, `Drop`) can never free an
+//! object the collector is still walking; and every garbage object is marked
+//! dropped before the first value is dropped, so a `Drop` that reaches a peer
+//! gets a clear panic instead of a dangling read.
+//!
+//! User code that panics does not stop the collection: the panic is caught,
+//! the collection finishes with the heap consistent, and the first panic is
+//! re-raised to whoever started the collection.
+
+use core::any::Any;
+use core::ptr::NonNull;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use bumpalo::collections::Vec as BumpVec;
+use bumpalo::Bump;
+use smallvec::SmallVec;
+
+use super::list::List;
+use super::{passes, trashcan, trigger, State};
+use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
+use crate::header::{Header, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::weak::Registration;
+
+/// Collects generation `gen` (0..=2) and everything younger. Returns the
+/// number of unreachable objects found, or 0 at once if a collection is
+/// already running on this thread.
+pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -> usize {
+    if st.collecting.get() {
+        return 0;
+    }
+    st.collecting.set(true);
+    let _running = Running(st);
+    let mut panics = Panics(None);
+    if with_callbacks {
+        invoke_callbacks(st, Phase::Start, gen, 0, &mut panics);
+    }
+    let started = (st.debug.get() & DEBUG_STATS != 0).then(|| {
+        log::info!(
+            target: "gencc",
+            "collecting generation {gen}; objects in each generation: {} {} {}, frozen: {}",
+            st.gens[0].len(),
+            st.gens[1].len(),
+            st.gens[2].len(),
+            st.permanent.len()
+        );
+        std::time::Instant::now()
+    });
+
+    if gen < 2 {
+        st.counts[gen + 1].set(st.counts[gen + 1].get() + 1);
+    }
+    for c in &st.counts[..=gen] {
+        c.set(0);
+    }
+    let young = &st.gens[gen];
+    for younger in &st.gens[..gen] {
+        young.append_all(younger);
+    }
+    let old_gen = (gen + 1).min(2);
+    let old = &st.gens[old_gen];
+
+    let arena = st.arena.take().unwrap_or_default();
+    // SAFETY: `young` is a well-formed list of live tracked objects, and no
+    // other detection is running (`collecting` was clear).
+    let found = match unsafe { passes::detect(young, 0, &arena) } {
+        Err(payload) => {
+            retag(young, gen);
+            panics.keep(payload);
+            0
+        }
+        Ok(()) => {
+            // SAFETY: detection succeeded and nothing ran since.
+            let survivors = unsafe { passes::partition(young, old, old_gen, &st.unreachable) };
+            if gen == 1 {
+                st.long_lived_pending
+                    .set(st.long_lived_pending.get() + survivors);
+            } else if gen == 2 {
+                st.long_lived_pending.set(0);
+                st.long_lived_total.set(young.len());
+            }
+            destroy_garbage(st, old, old_gen, &arena, &mut panics)
+        }
+    };
+    recycle_arena(st, arena);
+
+    let s = &st.stats[gen];
+    let mut stats = s.get();
+    stats.collections += 1;
+    stats.collected += found;
+    s.set(stats);
+    if let Some(t) = started {
+        log::info!(
+            target: "gencc",
+            "done, {found} unreachable, 0 uncollectable, {:.4}s elapsed",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if with_callbacks {
+        invoke_callbacks(st, Phase::Stop, gen, found, &mut panics);
+    }
+    drop(_running);
+    if let Some(payload) = panics.0 {
+        resume_unwind(payload);
+    }
+    found
+}
+
+/// Clears the re-entrancy flag however the collection ends.
+struct Running<'a>(&'a State);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.collecting.set(false);
+    }
+}
+
+/// The first panic raised by user code during the collection.
+struct Panics(Option<Box<dyn Any + Send>>);
+
+impl Panics {
+    fn keep(&mut self, payload: Box<dyn Any + Send>) {
+        // Later panics are dropped: only one can be re-raised.
+        self.0.get_or_insert(payload);
+    }
+
+    fn run(&mut self, f: impl FnOnce()) {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+            self.keep(payload);
+        }
+    }
+}
+
+fn invoke_callbacks(st: &State, phase: Phase, gen: usize, collected: usize, panics: &mut Panics) {
+    // A snapshot, so callbacks may register and unregister callbacks.
+    let callbacks: Vec<_> = st.callbacks.borrow().values().cloned().collect();
+    let info = CollectionInfo {
+        phase,
+        generation: gen,
+        collected,
+        uncollectable: 0,
+    };
+    for cb in callbacks {
+        panics.run(|| cb(&info));
+    }
+}
+
+fn recycle_arena(st: &State, mut arena: Box<Bump>) {
+    // Keep the scratch memory of ordinary collections; give back what a huge
+    // one needed rather than hold it for the thread's lifetime.
+    if arena.allocated_bytes() <= 1 << 20 {
+        arena.reset();
+        st.arena.set(Some(arena));
+    }
+}
+
+/// Sets the generation number of every object of `list`.
+fn retag(list: &List, gen: usize) {
+    each(list, |_, h| h.set_generation(gen));
+}
+
+/// Calls `f` on the header of every object of `list`, as a pointer with the
+/// provenance of the whole allocation. `f` must not unlink.
+fn each(list: &List, mut f: impl FnMut(NonNull<Header>, &Header)) {
+    let mut cur = list.first();
+    while let Some(node) = cur {
+        // SAFETY: linked nodes are live tracked objects, and `f` does not
+        // unlink, so `next_of` stays valid.
+        unsafe {
+            let h = Header::from_links(node);
+            f(h, h.as_ref());
+            cur = list.next_of(node);
+        }
+    }
+}
+
+/// Steps a to e for the objects in `st.unreachable`. Returns how many were
+/// destroyed.
+fn destroy_garbage(
+    st: &State,
+    old: &List,
+    old_gen: usize,
+    arena: &Bump,
+    panics: &mut Panics,
+) -> usize {
+    let garbage = &st.unreachable;
+    if garbage.is_empty() {
+        return 0;
+    }
+    // Hold, and (a) clear weak references. `Weak::upgrade` fails from here on.
+    each(garbage, |p, h| {
+        h.inc_strong(p);
+        h.set(WEAK_CLEARED);
+    });
+
+    // (b)
+    run_weak_callbacks(st, garbage, arena, panics);
+
+    // (c) The list cannot change under user code: its objects are held, and
+    // only the collector unlinks them.
+    let mut finalized = false;
+    each(garbage, |p, h| {
+        if let Some(finalize) = h.vtable().finalize {
+            if !h.has(FINALIZED) {
+                h.set(FINALIZED);
+                finalized = true;
+                // SAFETY: the object is alive, held, and its value intact.
+                panics.run(|| unsafe { finalize(p) });
+            }
+        }
+    });
+
+    // (d)
+    if finalized {
+        let resurrected = &st.resurrected;
+        // SAFETY: the garbage list is well formed and its values intact; the
+        // collector's hold is the `1` subtracted from every count.
+        match unsafe { passes::detect(garbage, 1, arena) } {
+            // SAFETY: detection succeeded and nothing ran since.
+            Ok(()) => unsafe {
+                passes::partition(garbage, resurrected, old_gen, garbage);
+            },
+            // A `Trace` panic leaves resurrection undecided: keep everything.
+            Err(payload) => {
+                panics.keep(payload);
+                resurrected.append_all(garbage);
+                retag(resurrected, old_gen);
+            }
+        }
+        each(resurrected, |p, h| {
+            // Cannot reach zero: a resurrected object is referenced from
+            // outside the garbage or from another resurrected object.
+            h.dec_strong(p);
+        });
+        old.append_all(resurrected);
+    }
+
+    // (e)
+    let destroyed = garbage.len();
+    trashcan::scope(st, || {
+        each(garbage, |_, h| h.set(DROPPED));
+        each(garbage, |p, h| {
+            // SAFETY: `DROPPED` is set, so no handle dereferences the value
+            // any more and it is dropped exactly once, here; the collector's
+            // hold keeps the allocation alive meanwhile.
+            panics.run(|| unsafe { (h.vtable().drop_value)(p) });
+        });
+        while let Some(node) = garbage.first() {
+            // SAFETY: `node` is linked in `garbage`; its value is dropped and
+            // only the collector's hold and any handles stored by `Drop` code
+            // keep it.
+            unsafe {
+                garbage.remove(node);
+                trigger::on_dealloc(st);
+                let h = Header::from_links(node);
+                if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
+                    Header::deallocate(h);
+                }
+            }
+        }
+    });
+    destroyed
+}
+
+/// Step b. Takes the weak-callback registrations of every garbage object,
+/// decides which registrations are garbage themselves, and runs the others.
+fn run_weak_callbacks(st: &State, garbage: &List, arena: &Bump, panics: &mut Panics) {
+    let mut batch: BumpVec<'_, SmallVec<[Rc<Registration>; 1]>> = BumpVec::new_in(arena);
+    each(garbage, |p, h| {
+        if h.has(HAS_CALLBACKS) {
+            if let Some(regs) = crate::weak::take_registrations(st, p) {
+                for r in &regs {
+                    r.begin_scan();
+                }
+                batch.push(regs);
+            }
+        }
+    });
+    if batch.is_empty() {
+        return;
+    }
+    // A weak reference whose handles are all stored inside the garbage dies
+    // with it: CPython skips the callbacks of such weakrefs, and so do we.
+    // Counting those handles is one more trace of the garbage.
+    // SAFETY: the garbage is alive, held and intact.
+    panics.run(|| unsafe { passes::count_weak_handles(garbage) });
+    for regs in batch.iter() {
+        // Newest registration first, as CPython does for one referent.
+        for r in regs.iter().rev() {
+            let (callback, live) = r.end_scan();
+            panics.run(move || match callback {
+                Some(cb) if live => cb(),
+                other => drop(other),
+            });
+        }
+    }
+    // Dropping the batch may drop registrations and their closures' captures:
+    // user code too.
+    panics.run(move || drop(batch));
+}
+

@@ -1,0 +1,198 @@
+//! The per-thread heap: generations, triggers, and the collection itself.
+//!
+//! - [`list`]: the intrusive lists every generation is made of.
+//! - [`passes`]: finding garbage by subtracting internal references.
+//! - [`collect`]: one collection, from merging generations to freeing garbage.
+//! - [`trigger`]: when automatic collections run (thresholds, long-lived rule).
+//! - [`trashcan`]: stack-safe destruction of long chains.
+
+pub(crate) mod collect;
+pub(crate) mod list;
+pub(crate) mod passes;
+pub(crate) mod trashcan;
+pub(crate) mod trigger;
+
+use core::ptr::{self, NonNull};
+use std::rc::Rc;
+
+use bumpalo::Bump;
+use indexmap::IndexMap;
+use smallvec::SmallVec;
+
+use self::list::List;
+use crate::control::{CallbackId, CollectionInfo, GenerationStats};
+use crate::header::{Header, PERMANENT};
+use crate::primitive::cell::{Cell, RefCell};
+use crate::primitive::thread_local;
+use crate::weak::Registration;
+
+/// A collection callback, as registered by the user.
+pub(crate) type Callback = Rc<dyn Fn(&CollectionInfo)>;
+
+/// Everything one thread's heap knows.
+///
+/// Only ever reached through a shared reference: user code (finalizers, weak
+/// callbacks, `Drop`) runs in the middle of a collection and may call back into
+/// the heap, so every field is a `Cell` or a short-lived `RefCell` borrow that
+/// is never held across user code.
+pub(crate) struct State {
+    /// Generations 0, 1 and 2.
+    pub(crate) gens: [List; 3],
+    /// Frozen objects: tracked, never examined.
+    pub(crate) permanent: List,
+    /// Scratch list: the garbage of the collection in progress.
+    pub(crate) unreachable: List,
+    /// Scratch list: garbage that a finalizer resurrected.
+    pub(crate) resurrected: List,
+    pub(crate) thresholds: [Cell<usize>; 3],
+    /// `counts[0]`: tracked allocations minus deallocations since the last
+    /// collection. `counts[1]`, `counts[2]`: collections of the next younger
+    /// generation since the last collection of this one.
+    pub(crate) counts: [Cell<usize>; 3],
+    pub(crate) enabled: Cell<bool>,
+    /// Re-entrancy guard: set for the whole of a collection.
+    pub(crate) collecting: Cell<bool>,
+    /// Size of generation 2 after the last full collection.
+    pub(crate) long_lived_total: Cell<usize>,
+    /// Objects promoted into generation 2 since the last full collection.
+    pub(crate) long_lived_pending: Cell<usize>,
+    pub(crate) stats: [Cell<GenerationStats>; 3],
+    pub(crate) debug: Cell<u32>,
+    pub(crate) callbacks: RefCell<IndexMap<CallbackId, Callback>>,
+    pub(crate) next_callback_id: Cell<u64>,
+    /// Weak-reference callbacks, keyed by the address of their referent's
+    /// header, newest last.
+    pub(crate) registrations: RefCell<IndexMap<usize, SmallVec<[Rc<Registration>; 1]>>>,
+    /// Depth of nested object destructions; see [`trashcan`].
+    pub(crate) trash_depth: Cell<usize>,
+    /// Objects whose destruction was deferred to keep the stack flat.
+    pub(crate) trash: RefCell<Vec<NonNull<Header>>>,
+    /// Scratch memory of the collection in progress, reused between them.
+    pub(crate) arena: Cell<Option<Box<Bump>>>,
+}
+
+/// The default thresholds, CPython 3.11's: a young collection every 700 net
+/// tracked allocations, a generation-1 collection every 10 young ones, and a
+/// full one every 10 generation-1 ones (subject to the long-lived rule).
+pub(crate) const DEFAULT_THRESHOLDS: [usize; 3] = [700, 10, 10];
+
+impl State {
+    fn new() -> Box<State> {
+        let st = Box::new(State {
+            gens: [List::new(), List::new(), List::new()],
+            permanent: List::new(),
+            unreachable: List::new(),
+            resurrected: List::new(),
+            thresholds: DEFAULT_THRESHOLDS.map(Cell::new),
+            counts: [0; 3].map(Cell::new),
+            enabled: Cell::new(true),
+            collecting: Cell::new(false),
+            long_lived_total: Cell::new(0),
+            long_lived_pending: Cell::new(0),
+            stats: [GenerationStats::default(); 3].map(Cell::new),
+            debug: Cell::new(0),
+            callbacks: RefCell::new(IndexMap::new()),
+            next_callback_id: Cell::new(0),
+            registrations: RefCell::new(IndexMap::new()),
+            trash_depth: Cell::new(0),
+            trash: RefCell::new(Vec::new()),
+            arena: Cell::new(None),
+        });
+        for l in st.all_lists() {
+            l.init();
+        }
+        st
+    }
+
+    fn all_lists(&self) -> [&List; 6] {
+        let [g0, g1, g2] = &self.gens;
+        [g0, g1, g2, &self.permanent, &self.unreachable, &self.resurrected]
+    }
+
+    /// The list an object with generation number `gen` is linked in.
+    #[inline]
+    pub(crate) fn list_of(&self, gen: usize) -> &List {
+        match gen {
+            PERMANENT => &self.permanent,
+            g => &self.gens[g],
+        }
+    }
+
+    /// Whether nothing can still point into this state: no tracked object,
+    /// no pending registration, no deferred destruction.
+    fn is_vacant(&self) -> bool {
+        self.all_lists().iter().all(|l| l.is_empty())
+            && self.registrations.borrow().is_empty()
+            && self.trash.borrow().is_empty()
+    }
+}
+
+thread_local! {
+    /// This thread's heap. A plain pointer with no destructor, so it can be
+    /// read at any time, even while other thread-locals are being destroyed.
+    static STATE: Cell<*const State> = const { Cell::new(ptr::null()) };
+    /// Runs the final collection when the thread exits.
+    static EXIT: ExitGuard = const { ExitGuard };
+}
+
+/// This thread's heap, created on first use.
+///
+/// The returned reference is valid until the thread's exit guard frees the
+/// state, which it only does when no object, registration or deferred
+/// destruction refers to it any more, at thread exit, when no caller of this
+/// function is on the stack.
+#[inline]
+pub(crate) fn state() -> &'static State {
+    let p = STATE.with(Cell::get);
+    if p.is_null() {
+        return init_state();
+    }
+    // SAFETY: a non-null pointer was made by `Box::into_raw` in `init_state`
+    // and is only freed (and nulled) by the exit guard under the conditions
+    // stated above.
+    unsafe { &*p }
+}
+
+#[cold]
+fn init_state() -> &'static State {
+    let p = Box::into_raw(State::new());
+    STATE.with(|s| s.set(p));
+    // Registering the destructor can fail only if the thread is already
+    // tearing down its thread-locals; then there is no final collection for
+    // objects created from now on, and they are leaked, never freed unsafely.
+    let _ = EXIT.try_with(|_| ());
+    // SAFETY: just allocated; see `state`.
+    unsafe { &*p }
+}
+
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let p = STATE.with(Cell::get);
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: see `state`; this is the only place that frees it.
+        let st = unsafe { &*p };
+        let run = std::panic::AssertUnwindSafe(|| {
+            trashcan::drain(st);
+            // A finalizer may make new garbage; a few rounds settle any
+            // program that is not creating garbage forever.
+            for _ in 0..8 {
+                if collect::collect_generation(st, 2, false) == 0 {
+                    break;
+                }
+            }
+        });
+        if std::panic::catch_unwind(run).is_err() {
+            log::error!(target: "gencc", "a panic in user code during the thread-exit collection was ignored");
+        }
+        if st.is_vacant() && !st.collecting.get() {
+            STATE.with(|s| s.set(ptr::null()));
+            // SAFETY: nothing refers to the state any more (`is_vacant`), and
+            // the pointer came from `Box::into_raw`.
+            drop(unsafe { Box::from_raw(p.cast_mut()) });
+        }
+    }
+}

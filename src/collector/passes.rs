@@ -1,0 +1,268 @@
+//! The passes that find garbage: CPython's `update_refs`, `subtract_refs`
+//! and a marking pass, run over one list of tracked objects.
+//!
+//! While they run, each object's `prev` link holds a scratch word instead of
+//! a pointer:
+//!
+//! ```text
+//! bits 2..  gc_refs     strong count minus references from inside the list
+//! bit 1     REACHED     found reachable from outside the list
+//! bit 0     COLLECTING  the object belongs to the list being examined
+//! ```
+//!
+//! Real pointers are 8-aligned, so an object whose `prev` has bit 0 clear is
+//! outside the set: an older generation, the permanent set, or untracked. Its
+//! edges are never followed and references from it count as external. The
+//! `next` links are never touched, so the list can always be walked and, after
+//! the passes or after a panic in `Trace`, relinked by [`List::relink`].
+//!
+//! The real strong count is only read, never written: a panic in the middle
+//! leaves nothing to undo but the scratch words.
+
+use core::ptr::{self, NonNull};
+
+use bumpalo::collections::Vec as BumpVec;
+use bumpalo::Bump;
+
+use super::list::List;
+use crate::header::{Header, Links};
+use crate::trace::Tracer;
+use crate::weak::Registration;
+
+const COLLECTING: usize = 0b01;
+const REACHED: usize = 0b10;
+const SHIFT: u32 = 2;
+/// The largest `gc_refs` the scratch word can hold. A larger strong count is
+/// clamped, which can only make an object look more referenced from outside,
+/// never less: safe, at worst a missed collection.
+const MAX_REFS: usize = usize::MAX >> SHIFT;
+
+/// What the collector does with each edge a [`Tracer`] reports.
+pub(crate) trait Visit {
+    fn strong(&mut self, links: NonNull<Links>);
+    fn weak(&mut self, _registration: &Registration) {}
+}
+
+#[inline]
+fn scratch(links: &Links) -> usize {
+    links.prev.get().addr()
+}
+
+#[inline]
+fn set_scratch(links: &Links, word: usize) {
+    links.prev.set(ptr::without_provenance(word));
+}
+
+/// Calls `f` on every node of `list`, following `next` only.
+///
+/// # Safety
+///
+/// - `list`'s `next` chain must be intact and `f` must not unlink nodes.
+unsafe fn for_each(list: &List, mut f: impl FnMut(NonNull<Links>)) {
+    let end = list.sentinel();
+    let mut cur = list.first();
+    while let Some(node) = cur {
+        if node == end {
+            break;
+        }
+        // SAFETY: read before `f` runs; `f` does not unlink, so it stays valid.
+        let next = unsafe { node.as_ref() }.next.get();
+        f(node);
+        cur = NonNull::new(next.cast_mut());
+    }
+}
+
+/// Trace the object behind `links` with `visit`.
+///
+/// # Safety
+///
+/// - `links` must belong to a live tracked object whose value is not dropped.
+unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
+    // SAFETY: guaranteed by the caller; the vtable's trace expects exactly a
+    // live header of its own type.
+    unsafe {
+        let header = Header::from_links(links);
+        let mut tracer = Tracer { visit };
+        (header.as_ref().vtable().trace)(header, &mut tracer);
+    }
+}
+
+/// `gc_refs = strong - hold`, and mark every object as in the set.
+///
+/// `hold` is the number of references the collector itself owns on each
+/// object (1 while it holds the garbage, 0 otherwise).
+///
+/// # Safety
+///
+/// - `list` must be a well-formed list of live tracked objects.
+pub(crate) unsafe fn update_refs(list: &List, hold: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        for_each(list, |node| {
+            let header = Header::from_links(node);
+            let refs = header.as_ref().strong(header).saturating_sub(hold);
+            set_scratch(node.as_ref(), (refs.min(MAX_REFS) << SHIFT) | COLLECTING);
+        })
+    }
+}
+
+struct Subtract;
+
+impl Visit for Subtract {
+    #[inline]
+    fn strong(&mut self, links: NonNull<Links>) {
+        // SAFETY: reported by `Trace` from a live handle, so the object is
+        // alive.
+        let l = unsafe { links.as_ref() };
+        let word = scratch(l);
+        if word & COLLECTING != 0 {
+            // An edge from inside the set: it does not keep the target alive
+            // from outside. `Trace` rule 1 guarantees each such edge is backed
+            // by one unit of the strong count, so this cannot go below zero;
+            // a broken `Trace` is caught here in debug builds.
+            debug_assert!(word >> SHIFT > 0, "Trace reported more edges than handles");
+            if word >> SHIFT > 0 {
+                set_scratch(l, word - (1 << SHIFT));
+            }
+        }
+    }
+}
+
+/// Subtract one from `gc_refs` of the target of every edge inside the set.
+/// Afterwards `gc_refs` is the number of references from outside the set.
+///
+/// # Safety
+///
+/// - `update_refs` must have run on `list`.
+pub(crate) unsafe fn subtract_refs(list: &List) {
+    // SAFETY: the list's objects are alive and unmodified since update_refs.
+    unsafe { for_each(list, |node| trace(node, &mut Subtract)) }
+}
+
+struct Mark<'a, 'b> {
+    work: &'a mut BumpVec<'b, NonNull<Links>>,
+}
+
+impl Visit for Mark<'_, '_> {
+    #[inline]
+    fn strong(&mut self, links: NonNull<Links>) {
+        // SAFETY: as in `Subtract`.
+        let l = unsafe { links.as_ref() };
+        let word = scratch(l);
+        if word & (COLLECTING | REACHED) == COLLECTING {
+            set_scratch(l, word | REACHED);
+            self.work.push(links);
+        }
+    }
+}
+
+/// Marks every object reachable from one with `gc_refs > 0`.
+///
+/// CPython does this inside `move_unreachable` by moving objects between two
+/// lists as it scans. Here marking uses an explicit stack in the per-collection
+/// arena and the lists are split afterwards by [`partition`]: the same linear
+/// cost, with no recursion and no list surgery while `Trace` code runs.
+///
+/// # Safety
+///
+/// - `subtract_refs` must have run on `list`.
+pub(crate) unsafe fn mark(list: &List, arena: &Bump) {
+    let mut work = BumpVec::new_in(arena);
+    // SAFETY: the list's objects are alive; marking only rewrites scratch bits.
+    unsafe {
+        for_each(list, |node| {
+            let l = node.as_ref();
+            let word = scratch(l);
+            if word & REACHED == 0 && word >> SHIFT > 0 {
+                set_scratch(l, word | REACHED);
+                work.push(node);
+                while let Some(next) = work.pop() {
+                    trace(next, &mut Mark { work: &mut work });
+                }
+            }
+        })
+    }
+}
+
+/// Runs the three passes, relinking `list` if a `Trace` impl panics.
+///
+/// # Safety
+///
+/// - `list` must be a well-formed list of live tracked objects, none of which
+///   is in the middle of another detection.
+pub(crate) unsafe fn detect(
+    list: &List,
+    hold: usize,
+    arena: &Bump,
+) -> Result<(), Box<dyn core::any::Any + Send>> {
+    let run = core::panic::AssertUnwindSafe(|| {
+        // SAFETY: forwarded from the caller; each pass's precondition is the
+        // previous pass.
+        unsafe {
+            update_refs(list, hold);
+            subtract_refs(list);
+            mark(list, arena);
+        }
+    });
+    std::panic::catch_unwind(run).inspect_err(|_| list.relink())
+}
+
+/// Splits the examined `list` into the reached objects, appended to
+/// `reached_to` with generation `reached_gen`, and the rest, appended to
+/// `unreached_to`. Restores real `prev` pointers. Returns how many were
+/// reached.
+///
+/// # Safety
+///
+/// - `detect` must have succeeded on `list`; no user code may have run since.
+/// - `reached_to` and `unreached_to` must be well formed; either may be `list`.
+pub(crate) unsafe fn partition(
+    list: &List,
+    reached_to: &List,
+    reached_gen: usize,
+    unreached_to: &List,
+) -> usize {
+    let end = list.sentinel();
+    let mut cur = list.take_chain();
+    let mut reached = 0;
+    while let Some(node) = cur.filter(|n| *n != end) {
+        // SAFETY: the detached chain still leads through live nodes to `end`;
+        // `next` is read before `push_back` overwrites it.
+        unsafe {
+            let next = node.as_ref().next.get();
+            if scratch(node.as_ref()) & REACHED != 0 {
+                reached += 1;
+                Header::from_links(node)
+                    .as_ref()
+                    .set_generation(reached_gen);
+                reached_to.push_back(node);
+            } else {
+                unreached_to.push_back(node);
+            }
+            cur = NonNull::new(next.cast_mut());
+        }
+    }
+    reached
+}
+
+struct WeakScan;
+
+impl Visit for WeakScan {
+    fn strong(&mut self, _links: NonNull<Links>) {}
+
+    fn weak(&mut self, registration: &Registration) {
+        registration.count_internal_handle();
+    }
+}
+
+/// Counts, for every registration being scanned, the weak handles to it that
+/// are stored inside the objects of `list`.
+///
+/// # Safety
+///
+/// - `list` must be a well-formed list of live tracked objects with intact
+///   values.
+pub(crate) unsafe fn count_weak_handles(list: &List) {
+    // SAFETY: forwarded from the caller; this visitor writes no scratch word.
+    unsafe { for_each(list, |node| trace(node, &mut WeakScan)) }
+}

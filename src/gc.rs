@@ -1,0 +1,599 @@
+//! [`Gc<T>`]: the strong handle.
+
+use core::borrow::Borrow;
+use core::cmp::Ordering;
+use core::fmt;
+use core::hash::{Hash, Hasher};
+use core::marker::PhantomData;
+use core::ops::Deref;
+use core::ptr::NonNull;
+
+use crate::collector::{state, trashcan, trigger, State};
+use crate::control::Generation;
+use crate::header::{Header, TypeInfo, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::trace::{Trace, Tracer};
+use crate::weak::{self, Weak};
+
+/// A reference-counted pointer whose cycles are found and freed by a
+/// generational collector.
+///
+/// `Gc<T>` behaves like [`Rc<T>`](std::rc::Rc): cloning adds a reference,
+/// dropping the last one destroys the value at once. In addition, values of a
+/// type that can hold handles (`T::NEEDS_TRACE`) are *tracked*: they live in
+/// one of three generations, and unreachable cycles among them are collected
+/// automatically as allocation goes on, or by [`collect`](crate::collect).
+///
+/// A `Gc` is neither `Send` nor `Sync`: each thread has its own heap.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use gencc::{Gc, Trace};
+///
+/// #[derive(Trace)]
+/// struct Node {
+///     name: String,
+///     next: RefCell<Option<Gc<Node>>>,
+/// }
+///
+/// let a = Gc::new(Node { name: "a".into(), next: RefCell::new(None) });
+/// let b = Gc::new(Node { name: "b".into(), next: RefCell::new(Some(a.clone())) });
+/// *a.next.borrow_mut() = Some(b.clone()); // a <-> b
+/// assert_eq!(Gc::strong_count(&a), 2);
+///
+/// drop((a, b)); // reference counting alone cannot free the cycle
+/// assert_eq!(gencc::collect(), 2);
+/// ```
+pub struct Gc<T: Trace + 'static> {
+    ptr: NonNull<Header>,
+    _owns: PhantomData<T>,
+}
+
+impl<T: Trace + 'static> Gc<T> {
+    /// Allocates `value` and returns the first handle to it.
+    ///
+    /// For a tracked type this counts one allocation toward generation 0's
+    /// threshold and may first run an automatic collection, as CPython does
+    /// inside object allocation. A panic raised by user code during that
+    /// collection (a finalizer, a callback, a `Drop`) propagates from here,
+    /// after the collection has finished; `value` is then dropped.
+    ///
+    /// ```
+    /// let g = gencc::Gc::new(5);
+    /// assert_eq!(*g, 5);
+    /// ```
+    pub fn new(value: T) -> Self {
+        if TypeInfo::<T>::TRACKED {
+            let st = state();
+            trigger::on_alloc(st);
+            let h = TypeInfo::<T>::allocate(value);
+            // SAFETY: a fresh tracked object, in no list.
+            unsafe { track(st, h, 0) };
+            Gc::from_header(h)
+        } else {
+            Gc::from_header(TypeInfo::<T>::allocate(value))
+        }
+    }
+
+    #[inline]
+    pub(crate) fn from_header(ptr: NonNull<Header>) -> Self {
+        Gc {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: a strong handle keeps the allocation alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// Whether two handles point to the same object.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new(1);
+    /// let b = a.clone();
+    /// assert!(Gc::ptr_eq(&a, &b));
+    /// assert!(!Gc::ptr_eq(&a, &Gc::new(1)));
+    /// ```
+    #[inline]
+    pub fn ptr_eq(this: &Self, other: &Self) -> bool {
+        this.ptr == other.ptr
+    }
+
+    /// The number of strong handles to this object.
+    ///
+    /// While the collector is destroying garbage (for example inside a
+    /// finalizer) the count includes the one reference the collector holds on
+    /// each garbage object.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new("x".to_string());
+    /// let _b = a.clone();
+    /// assert_eq!(Gc::strong_count(&a), 2);
+    /// ```
+    #[inline]
+    pub fn strong_count(this: &Self) -> usize {
+        this.header().strong(this.ptr)
+    }
+
+    /// The number of [`Weak`] handles to this object.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new(3);
+    /// let w = Gc::downgrade(&a);
+    /// assert_eq!(Gc::weak_count(&a), 1);
+    /// drop(w);
+    /// assert_eq!(Gc::weak_count(&a), 0);
+    /// ```
+    #[inline]
+    pub fn weak_count(this: &Self) -> usize {
+        // Minus the implicit weak reference shared by the strong ones.
+        this.header().weak(this.ptr) - 1
+    }
+
+    /// Creates a [`Weak`] handle to this object.
+    ///
+    /// If the collector already cleared this object's weak references (it was
+    /// found in garbage and then resurrected by a finalizer), the new handle is
+    /// dead from the start, like the old ones.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new(3);
+    /// let w = Gc::downgrade(&a);
+    /// assert_eq!(w.upgrade().as_deref(), Some(&3));
+    /// drop(a);
+    /// assert!(w.upgrade().is_none());
+    /// ```
+    pub fn downgrade(this: &Self) -> Weak<T> {
+        this.header().inc_weak(this.ptr);
+        Weak::from_parts(this.ptr, None)
+    }
+
+    /// Creates a [`Weak`] handle whose `callback` runs when the object dies,
+    /// like `weakref.ref(obj, callback)`.
+    ///
+    /// The callback runs once, with a (dead) copy of the weak handle, when the
+    /// object is destroyed by reference counting or by the collector, after
+    /// every weak reference to it has been cleared. It does not run if every
+    /// clone of the returned handle was dropped before the object died, nor if
+    /// those clones are all stored inside the same unreachable garbage as the
+    /// object. Several callbacks on one object run newest first. A panic in a
+    /// callback propagates from the `drop` or `collect` that ran it.
+    ///
+    /// ```
+    /// use std::{cell::Cell, rc::Rc};
+    /// use gencc::Gc;
+    ///
+    /// let fired = Rc::new(Cell::new(false));
+    /// let a = Gc::new(10);
+    /// let f = fired.clone();
+    /// let w = Gc::downgrade_with(&a, move |w| {
+    ///     assert!(w.upgrade().is_none()); // already cleared
+    ///     f.set(true);
+    /// });
+    /// drop(a);
+    /// assert!(fired.get());
+    /// drop(w);
+    /// ```
+    pub fn downgrade_with(this: &Self, callback: impl FnOnce(&Weak<T>) + 'static) -> Weak<T> {
+        let h = this.header();
+        if h.has(WEAK_CLEARED) || h.has(DROPPED) {
+            return Gc::downgrade(this);
+        }
+        let reg = weak::register(state(), this.ptr, Gc::downgrade(this), callback);
+        h.set(HAS_CALLBACKS);
+        h.inc_weak(this.ptr);
+        Weak::from_parts(this.ptr, Some(reg))
+    }
+
+    /// The generation this object is in, or `None` if it is not tracked.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use gencc::{Gc, Generation, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Node(RefCell<Vec<Gc<Node>>>);
+    ///
+    /// let n = Gc::new(Node(RefCell::new(vec![])));
+    /// assert_eq!(Gc::generation(&n), Some(Generation::Young));
+    /// gencc::collect_generation(0).unwrap();
+    /// assert_eq!(Gc::generation(&n), Some(Generation::Middle));
+    /// assert_eq!(Gc::generation(&Gc::new(1u8)), None); // never tracked
+    /// ```
+    pub fn generation(this: &Self) -> Option<Generation> {
+        if !is_linked::<T>(this.ptr) {
+            return None;
+        }
+        Some(match this.header().generation() {
+            0 => Generation::Young,
+            1 => Generation::Middle,
+            2 => Generation::Old,
+            _ => Generation::Permanent,
+        })
+    }
+
+    /// Whether the object's finalizer has run (`gc.is_finalized`). Always
+    /// `false` for types without a finalizer.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// assert!(!Gc::is_finalized(&Gc::new(1)));
+    /// ```
+    #[inline]
+    pub fn is_finalized(this: &Self) -> bool {
+        this.header().has(FINALIZED)
+    }
+
+    /// Whether the collector follows this object's edges: `true` for a live
+    /// object of a type that can hold handles (`gc.is_tracked`).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use gencc::Gc;
+    /// assert!(!Gc::is_tracked(&Gc::new(String::from("atom"))));
+    /// assert!(Gc::is_tracked(&Gc::new(RefCell::new(Vec::<Gc<u8>>::new()))));
+    /// ```
+    #[inline]
+    pub fn is_tracked(this: &Self) -> bool {
+        is_linked::<T>(this.ptr)
+    }
+
+    /// A raw pointer to the value, for printing and identity.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new(1);
+    /// assert_eq!(Gc::as_ptr(&a), &*a as *const i32);
+    /// ```
+    #[inline]
+    pub fn as_ptr(this: &Self) -> *const T {
+        // SAFETY: the allocation is alive and is a box of `T`.
+        unsafe { TypeInfo::<T>::value(this.ptr) }.as_ptr()
+    }
+
+    /// The value, or `None` if the collector has already dropped it.
+    ///
+    /// A handle to a dropped value can only be observed from `Drop` code run
+    /// by the collector (a peer in the same garbage), or through a handle that
+    /// such code stored. Dereferencing it with `*` panics; this is the
+    /// non-panicking check.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// assert_eq!(Gc::try_get(&Gc::new(4)), Some(&4));
+    /// ```
+    #[inline]
+    pub fn try_get(this: &Self) -> Option<&T> {
+        if this.header().has(DROPPED) {
+            None
+        } else {
+            // SAFETY: not dropped, and the handle keeps the allocation alive;
+            // values are only mutated through their own interior mutability.
+            Some(unsafe { TypeInfo::<T>::value(this.ptr).as_ref() })
+        }
+    }
+}
+
+/// Whether the object behind `ptr` is linked in a list.
+#[inline]
+fn is_linked<T: Trace + 'static>(ptr: NonNull<Header>) -> bool {
+    // SAFETY: a tracked type's box has links before its header.
+    TypeInfo::<T>::TRACKED && !unsafe { Header::links(ptr).as_ref() }.next.get().is_null()
+}
+
+/// Links a tracked object into generation `gen`.
+///
+/// # Safety
+///
+/// - `h` must be a live tracked object in no list.
+pub(crate) unsafe fn track(st: &State, h: NonNull<Header>, gen: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        st.list_of(gen).push_back(Header::links(h));
+        h.as_ref().set_generation(gen);
+    }
+}
+
+/// Unlinks a tracked object from its list, if it is in one.
+///
+/// # Safety
+///
+/// - `h` must be a live tracked object, not in the middle of a detection pass.
+pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
+    // SAFETY: forwarded from the caller; a linked object's generation number
+    // names the list it is in.
+    unsafe {
+        let links = Header::links(h);
+        if !links.as_ref().next.get().is_null() {
+            st.list_of(h.as_ref().generation()).remove(links);
+        }
+    }
+}
+
+/// Destroys an object whose strong count just reached zero: finalizer,
+/// weak callbacks, value, memory.
+///
+/// # Safety
+///
+/// - `h` must be a box of `T` with a zero strong count, destroyed by no one
+///   else.
+pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
+    // SAFETY: the allocation is alive until the implicit weak reference goes.
+    let hdr = unsafe { h.as_ref() };
+    if hdr.has(DROPPED) {
+        // The collector dropped the value while `Drop` code kept a handle.
+        // SAFETY: value already dropped, no strong handle left.
+        unsafe { release_weak(h) };
+        return;
+    }
+    if T::HAS_FINALIZER && !hdr.has(FINALIZED) {
+        hdr.set(FINALIZED);
+        let st = state();
+        if TypeInfo::<T>::TRACKED && !is_linked::<T>(h) {
+            // SAFETY: alive, and unlinked (it was parked by the trashcan).
+            unsafe { track(st, h, 0) };
+        }
+        // Revive for the call: the finalizer gets a real handle and may keep
+        // a clone. Dropping this one comes back here, or not if it was kept.
+        hdr.inc_strong(h);
+        let this = Gc::<T>::from_header(h);
+        T::finalize(&this);
+        return;
+    }
+    if hdr.has(HAS_CALLBACKS) {
+        // SAFETY: the object is alive with a zero strong count, so the
+        // callbacks can only observe it as dead.
+        unsafe { weak::fire_on_death(state(), h) };
+    }
+    if TypeInfo::<T>::TRACKED {
+        let st = state();
+        // SAFETY: alive, and no detection is running while a value is dying
+        // (destruction never happens inside the detection passes).
+        unsafe { untrack(st, h) };
+        trigger::on_dealloc(st);
+    }
+    hdr.set(DROPPED);
+    // SAFETY: DROPPED is set first so no handle can reach the value while or
+    // after it is dropped; no reference to it is alive since no strong handle
+    // is.
+    unsafe {
+        core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
+        release_weak(h);
+    }
+}
+
+/// Drops the implicit weak reference and frees the memory if it was the last.
+///
+/// # Safety
+///
+/// - The value must be dropped and the strong count zero.
+unsafe fn release_weak(h: NonNull<Header>) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if h.as_ref().dec_weak(h) {
+            Header::deallocate(h);
+        }
+    }
+}
+
+/// The collector's finalizer call: the collector holds a reference, which the
+/// finalizer sees as a borrowed handle.
+///
+/// # Safety
+///
+/// - `h` must be a live box of `T`, held by the collector, value intact.
+pub(crate) unsafe fn finalize_erased<T: Trace + 'static>(h: NonNull<Header>) {
+    let this = core::mem::ManuallyDrop::new(Gc::<T>::from_header(h));
+    T::finalize(&this);
+}
+
+impl<T: Trace + 'static> Drop for Gc<T> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.header().dec_strong(self.ptr) {
+            if TypeInfo::<T>::TRACKED {
+                // SAFETY: the count just reached zero, so this is the only
+                // destruction.
+                unsafe { trashcan::release(self.ptr) };
+            } else {
+                // SAFETY: as above; an untracked value holds no handle, so its
+                // destruction cannot cascade and needs no trashcan.
+                unsafe { drop_slow_erased::<T>(self.ptr) };
+            }
+        }
+    }
+}
+
+impl<T: Trace + 'static> Clone for Gc<T> {
+    /// Adds a strong reference.
+    ///
+    /// ```
+    /// let a = gencc::Gc::new(1);
+    /// let b = a.clone();
+    /// assert_eq!(gencc::Gc::strong_count(&b), 2);
+    /// ```
+    #[inline]
+    fn clone(&self) -> Self {
+        self.header().inc_strong(self.ptr);
+        Gc::from_header(self.ptr)
+    }
+}
+
+impl<T: Trace + 'static> Deref for Gc<T> {
+    type Target = T;
+
+    /// # Panics
+    ///
+    /// If the collector already dropped the value: see [`Gc::try_get`].
+    #[inline]
+    fn deref(&self) -> &T {
+        match Gc::try_get(self) {
+            Some(v) => v,
+            None => dropped_value(),
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn dropped_value() -> ! {
+    panic!(
+        "gencc: dereferenced a Gc whose value the cycle collector already dropped \
+         (a Drop impl of a garbage object reached a peer in the same garbage; \
+         use a Finalize hook to read peers)"
+    )
+}
+
+// SAFETY: a handle owns exactly one strong reference, and reports it once.
+// Handles to untracked types are not reported: such objects are never in the
+// set being examined, and cannot be part of a cycle.
+unsafe impl<T: Trace + 'static> Trace for Gc<T> {
+    const NEEDS_TRACE: bool = true;
+
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if T::NEEDS_TRACE {
+            // SAFETY: `T` is tracked, so its box has links.
+            tracer.strong(unsafe { Header::links(self.ptr) });
+        }
+    }
+}
+
+impl<T: Trace + 'static + Default> Default for Gc<T> {
+    /// ```
+    /// assert_eq!(*gencc::Gc::<u8>::default(), 0);
+    /// ```
+    fn default() -> Self {
+        Gc::new(T::default())
+    }
+}
+
+impl<T: Trace + 'static> From<T> for Gc<T> {
+    /// ```
+    /// let g: gencc::Gc<i32> = 3.into();
+    /// assert_eq!(*g, 3);
+    /// ```
+    fn from(value: T) -> Self {
+        Gc::new(value)
+    }
+}
+
+impl<T: Trace + 'static> AsRef<T> for Gc<T> {
+    fn as_ref(&self) -> &T {
+        self
+    }
+}
+
+impl<T: Trace + 'static> Borrow<T> for Gc<T> {
+    fn borrow(&self) -> &T {
+        self
+    }
+}
+
+impl<T: Trace + 'static + fmt::Debug> fmt::Debug for Gc<T> {
+    /// Delegates to `T`; a handle whose value was dropped by the collector
+    /// prints as `Gc(<dropped>)` instead of panicking.
+    ///
+    /// ```
+    /// assert_eq!(format!("{:?}", gencc::Gc::new(1)), "1");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Gc::try_get(self) {
+            Some(v) => fmt::Debug::fmt(v, f),
+            None => f.write_str("Gc(<dropped>)"),
+        }
+    }
+}
+
+impl<T: Trace + 'static + fmt::Display> fmt::Display for Gc<T> {
+    /// ```
+    /// assert_eq!(gencc::Gc::new("hi").to_string(), "hi");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: Trace + 'static> fmt::Pointer for Gc<T> {
+    /// The address of the value.
+    ///
+    /// ```
+    /// let g = gencc::Gc::new(1);
+    /// assert_eq!(format!("{:p}", g), format!("{:p}", &*g));
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Pointer::fmt(&Gc::as_ptr(self), f)
+    }
+}
+
+impl<T: Trace + 'static + PartialEq> PartialEq for Gc<T> {
+    /// Compares the values, like `Rc`.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// assert_eq!(Gc::new(5), Gc::new(5));
+    /// ```
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Trace + 'static + Eq> Eq for Gc<T> {}
+
+impl<T: Trace + 'static + PartialOrd> PartialOrd for Gc<T> {
+    /// ```
+    /// use gencc::Gc;
+    /// assert!(Gc::new(1) < Gc::new(2));
+    /// ```
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        (**self).partial_cmp(&**other)
+    }
+}
+
+impl<T: Trace + 'static + Ord> Ord for Gc<T> {
+    #[inline]
+    fn cmp(&self, other: &Self) -> Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl<T: Trace + 'static + Hash> Hash for Gc<T> {
+    /// Hashes the value, like `Rc`.
+    ///
+    /// ```
+    /// use std::collections::HashSet;
+    /// let set: HashSet<_> = [gencc::Gc::new(1), gencc::Gc::new(1)].into_iter().collect();
+    /// assert_eq!(set.len(), 1);
+    /// ```
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strong_count_spills_past_u32_max() {
+        let a = Gc::new(7u64);
+        // Pretend four billion handles already exist, then cross the limit.
+        a.header().set_strong_raw(u32::MAX - 2);
+        let extra: Vec<_> = (0..5).map(|_| a.clone()).collect();
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize + 3);
+        drop(extra);
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize - 2);
+        a.header().set_strong_raw(1);
+        assert_eq!(*a, 7);
+    }
+}

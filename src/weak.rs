@@ -1,0 +1,345 @@
+//! [`Weak<T>`] and weak-reference callbacks.
+//!
+//! A plain weak handle is a pointer and a count, as in `Rc`. A handle made by
+//! [`Gc::downgrade_with`] also shares a [`Registration`]: the callback, plus
+//! enough bookkeeping to know whether any handle to it is still alive. The
+//! heap keeps a side table from each object to its registrations, and a flag
+//! bit in the object's header says whether it has any, so objects without
+//! callbacks never touch the table.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+use std::rc::Rc;
+
+use smallvec::SmallVec;
+
+use crate::collector::{state, State};
+use crate::header::{Header, DROPPED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::primitive::cell::Cell;
+use crate::trace::{Trace, Tracer};
+use crate::Gc;
+
+/// A non-owning handle: it does not keep the value alive, and
+/// [`upgrade`](Weak::upgrade) returns `None` once the value is gone.
+///
+/// Weak handles do not take part in cycles: a structure whose back edges are
+/// weak (a parent link, a cache) is freed by reference counting alone.
+/// The collector clears every weak handle to an object before it runs any
+/// finalizer or callback, so no user code can revive garbage through one.
+///
+/// ```
+/// use gencc::{Gc, Weak};
+///
+/// let empty: Weak<u32> = Weak::new();
+/// assert!(empty.upgrade().is_none());
+///
+/// let strong = Gc::new(5u32);
+/// let weak = Gc::downgrade(&strong);
+/// assert_eq!(*weak.upgrade().unwrap(), 5);
+/// drop(strong);
+/// assert!(weak.upgrade().is_none());
+/// ```
+pub struct Weak<T: Trace + 'static> {
+    ptr: NonNull<Header>,
+    registration: Option<Rc<Registration>>,
+    _marker: PhantomData<T>,
+}
+
+/// A callback attached to one object through weak handles.
+pub(crate) struct Registration {
+    callback: Cell<Option<Box<dyn FnOnce()>>>,
+    /// Address of the referent's header: the side-table key.
+    object: usize,
+    /// Whether the side table still holds one `Rc` to this registration.
+    attached: Cell<bool>,
+    /// Scratch of a collection: part of the batch being decided.
+    scanning: Cell<bool>,
+    /// Scratch of a collection: handles found inside the garbage.
+    internal: Cell<usize>,
+}
+
+impl Registration {
+    pub(crate) fn count_internal_handle(&self) {
+        if self.scanning.get() {
+            self.internal.set(self.internal.get() + 1);
+        }
+    }
+
+    /// Marks the registration as taken out of the table and about to be
+    /// decided by a collection.
+    pub(crate) fn begin_scan(&self) {
+        self.scanning.set(true);
+        self.internal.set(0);
+    }
+
+    /// Ends the scan. Returns the callback and whether it should run: whether
+    /// some handle lives outside the garbage. `self` is referenced by its
+    /// handles and by the caller's batch.
+    pub(crate) fn end_scan(self: &Rc<Self>) -> (Option<Box<dyn FnOnce()>>, bool) {
+        self.scanning.set(false);
+        let handles = Rc::strong_count(self) - 1;
+        (self.callback.take(), handles > self.internal.get())
+    }
+}
+
+/// Adds a registration for `object` and returns the handles' share of it.
+pub(crate) fn register<T: Trace + 'static>(
+    st: &State,
+    object: NonNull<Header>,
+    plain: Weak<T>,
+    callback: impl FnOnce(&Weak<T>) + 'static,
+) -> Rc<Registration> {
+    let reg = Rc::new(Registration {
+        callback: Cell::new(Some(Box::new(move || callback(&plain)))),
+        object: object.addr().get(),
+        attached: Cell::new(true),
+        scanning: Cell::new(false),
+        internal: Cell::new(0),
+    });
+    st.registrations
+        .borrow_mut()
+        .entry(reg.object)
+        .or_default()
+        .push(reg.clone());
+    reg
+}
+
+/// Removes and returns every registration of `object`, clearing its flag.
+pub(crate) fn take_registrations(
+    st: &State,
+    object: NonNull<Header>,
+) -> Option<SmallVec<[Rc<Registration>; 1]>> {
+    // SAFETY: callers pass a live object.
+    unsafe { object.as_ref() }.clear(HAS_CALLBACKS);
+    let regs = st
+        .registrations
+        .borrow_mut()
+        .swap_remove(&object.addr().get())?;
+    for r in &regs {
+        r.attached.set(false);
+    }
+    Some(regs)
+}
+
+/// Runs the callbacks of an object dying by reference counting, newest first.
+///
+/// # Safety
+///
+/// - `object` must be alive with a zero strong count, so that every weak
+///   handle already fails to upgrade.
+pub(crate) unsafe fn fire_on_death(st: &State, object: NonNull<Header>) {
+    let Some(regs) = take_registrations(st, object) else {
+        return;
+    };
+    for r in regs.iter().rev() {
+        let callback = r.callback.take();
+        // Only if a handle outside this batch still exists.
+        if Rc::strong_count(r) > 1 {
+            if let Some(cb) = callback {
+                cb();
+            }
+        }
+    }
+}
+
+/// The last handle of a registration is going: the callback will never run.
+fn detach(registration: &Rc<Registration>, object: NonNull<Header>) {
+    let st = state();
+    let removed = {
+        let mut table = st.registrations.borrow_mut();
+        let Some(regs) = table.get_mut(&registration.object) else {
+            return;
+        };
+        let Some(i) = regs.iter().position(|r| Rc::ptr_eq(r, registration)) else {
+            return;
+        };
+        let removed = regs.remove(i);
+        if regs.is_empty() {
+            table.swap_remove(&registration.object);
+            // SAFETY: the weak handle being dropped keeps the allocation alive.
+            unsafe { object.as_ref() }.clear(HAS_CALLBACKS);
+        }
+        removed
+    };
+    removed.attached.set(false);
+    // Dropped outside the table borrow: it may run user code (the callback's
+    // captures).
+    drop(removed);
+}
+
+/// The address `Weak::new` uses: never a real header, never dereferenced.
+const DANGLING: usize = usize::MAX;
+
+impl<T: Trace + 'static> Weak<T> {
+    /// A weak handle to nothing; [`upgrade`](Weak::upgrade) always returns
+    /// `None`.
+    ///
+    /// ```
+    /// assert!(gencc::Weak::<i32>::new().upgrade().is_none());
+    /// ```
+    pub const fn new() -> Self {
+        Weak {
+            // SAFETY: `DANGLING` is not zero.
+            ptr: unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(DANGLING)) },
+            registration: None,
+            _marker: PhantomData,
+        }
+    }
+
+    pub(crate) fn from_parts(ptr: NonNull<Header>, registration: Option<Rc<Registration>>) -> Self {
+        Weak {
+            ptr,
+            registration,
+            _marker: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn header(&self) -> Option<&Header> {
+        if self.ptr.addr().get() == DANGLING {
+            None
+        } else {
+            // SAFETY: a non-dangling weak handle holds one weak reference,
+            // which keeps the allocation (not the value) alive.
+            Some(unsafe { self.ptr.as_ref() })
+        }
+    }
+
+    /// A strong handle, if the value is still alive and the collector has not
+    /// cleared this object's weak references.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new('x');
+    /// let w = Gc::downgrade(&a);
+    /// assert!(Gc::ptr_eq(&w.upgrade().unwrap(), &a));
+    /// ```
+    pub fn upgrade(&self) -> Option<Gc<T>> {
+        let h = self.header()?;
+        if h.strong(self.ptr) == 0 || h.has(WEAK_CLEARED) || h.has(DROPPED) {
+            return None;
+        }
+        h.inc_strong(self.ptr);
+        Some(Gc::from_header(self.ptr))
+    }
+
+    /// The number of strong handles, or 0 if [`upgrade`](Weak::upgrade) would
+    /// fail.
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new(1);
+    /// let w = Gc::downgrade(&a);
+    /// assert_eq!(w.strong_count(), 1);
+    /// drop(a);
+    /// assert_eq!(w.strong_count(), 0);
+    /// ```
+    pub fn strong_count(&self) -> usize {
+        match self.header() {
+            Some(h) if !h.has(WEAK_CLEARED) && !h.has(DROPPED) => h.strong(self.ptr),
+            _ => 0,
+        }
+    }
+
+    /// The number of weak handles to the object, or 0 once no strong handle
+    /// remains (as `std::rc::Weak::weak_count`).
+    ///
+    /// ```
+    /// use gencc::Gc;
+    /// let a = Gc::new(1);
+    /// let w = Gc::downgrade(&a);
+    /// let _w2 = w.clone();
+    /// assert_eq!(w.weak_count(), 2);
+    /// ```
+    pub fn weak_count(&self) -> usize {
+        match self.header() {
+            Some(h) if h.strong(self.ptr) > 0 => h.weak(self.ptr) - 1,
+            _ => 0,
+        }
+    }
+
+    /// Whether two weak handles point to the same allocation (two
+    /// [`Weak::new`] handles are equal).
+    ///
+    /// ```
+    /// use gencc::{Gc, Weak};
+    /// let a = Gc::new(1);
+    /// assert!(Weak::ptr_eq(&Gc::downgrade(&a), &Gc::downgrade(&a)));
+    /// assert!(Weak::ptr_eq(&Weak::<i32>::new(), &Weak::new()));
+    /// ```
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl<T: Trace + 'static> Default for Weak<T> {
+    /// Same as [`Weak::new`].
+    ///
+    /// ```
+    /// assert!(gencc::Weak::<u8>::default().upgrade().is_none());
+    /// ```
+    fn default() -> Self {
+        Weak::new()
+    }
+}
+
+impl<T: Trace + 'static> Clone for Weak<T> {
+    /// Another handle to the same object, sharing the callback registration
+    /// if any: the callback runs if at least one clone is alive.
+    ///
+    /// ```
+    /// let a = gencc::Gc::new(1);
+    /// let w = gencc::Gc::downgrade(&a);
+    /// assert!(w.clone().upgrade().is_some());
+    /// ```
+    fn clone(&self) -> Self {
+        if let Some(h) = self.header() {
+            h.inc_weak(self.ptr);
+        }
+        Weak::from_parts(self.ptr, self.registration.clone())
+    }
+}
+
+impl<T: Trace + 'static> Drop for Weak<T> {
+    fn drop(&mut self) {
+        if let Some(reg) = self.registration.take() {
+            // This handle and the side table are the last two owners.
+            if reg.attached.get() && Rc::strong_count(&reg) == 2 {
+                detach(&reg, self.ptr);
+            }
+        }
+        if let Some(h) = self.header() {
+            if h.dec_weak(self.ptr) {
+                // SAFETY: the last weak reference, including the implicit one
+                // of the strong handles, so the value is dropped and nothing
+                // else refers to the allocation.
+                unsafe { Header::deallocate(self.ptr) };
+            }
+        }
+    }
+}
+
+impl<T: Trace + 'static> fmt::Debug for Weak<T> {
+    /// ```
+    /// assert_eq!(format!("{:?}", gencc::Weak::<u8>::new()), "(Weak)");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(Weak)")
+    }
+}
+
+// SAFETY: a weak handle owns no strong reference, so it reports no strong
+// edge (and `NEEDS_TRACE` is false: it cannot close a cycle). It does report
+// its callback registration, which the collector uses only to tell whether
+// the weak reference is itself garbage.
+unsafe impl<T: Trace + 'static> Trace for Weak<T> {
+    const NEEDS_TRACE: bool = false;
+
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if let Some(reg) = &self.registration {
+            tracer.weak(reg);
+        }
+    }
+}
