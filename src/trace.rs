@@ -7,6 +7,8 @@ use crate::header::Links;
 use crate::weak::Registration;
 use crate::Gc;
 
+mod impls;
+
 /// A type whose values may own [`Gc`] handles, and can show them to the
 /// collector.
 ///

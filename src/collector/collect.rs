@@ -6,16 +6,16 @@
 //!    runs, so that what user code allocates or keeps alive from here on is
 //!    judged by the next collection, not this one.
 //! 4. Destroy the garbage, in the order PEP 442 fixes:
-//!    a. clear every weak reference to it;
-//!    b. run the callbacks of the weak references that are not garbage
-//!       themselves, only once all are cleared, so no callback can reach
-//!       garbage through a weak reference;
-//!    c. run finalizers, each at most once per object lifetime, while every
-//!       garbage object is still intact;
-//!    d. if any finalizer ran, detect resurrection by running the passes again
-//!       on the garbage alone: what is now referenced from outside, and all it
-//!       reaches, survives;
-//!    e. drop the values of the rest, then free them.
+//!    - a. clear every weak reference to it;
+//!    - b. run the callbacks of the weak references that are not garbage
+//!      themselves, only once all are cleared, so no callback can reach
+//!      garbage through a weak reference;
+//!    - c. run finalizers, each at most once per object lifetime, while every
+//!      garbage object is still intact;
+//!    - d. if any finalizer ran, detect resurrection by running the passes
+//!      again on the garbage alone: what is now referenced from outside, and
+//!      all it reaches, survives;
+//!    - e. drop the values of the rest, then free them.
 //!
 //! From step 4 on the collector holds one strong reference to each garbage
 //! object, so that user code (callbacks, finalizers, `Drop`) can never free an

@@ -77,8 +77,11 @@ pub(crate) struct State {
 pub(crate) const DEFAULT_THRESHOLDS: [usize; 3] = [700, 10, 10];
 
 impl State {
-    fn new() -> Box<State> {
-        let st = Box::new(State {
+    /// Allocates a state and returns it as a raw pointer. The lists point to
+    /// themselves, so they are initialised only once the state has its final
+    /// address, through that same pointer.
+    fn create() -> *const State {
+        let st = Box::into_raw(Box::new(State {
             gens: [List::new(), List::new(), List::new()],
             permanent: List::new(),
             unreachable: List::new(),
@@ -97,8 +100,9 @@ impl State {
             trash_depth: Cell::new(0),
             trash: RefCell::new(Vec::new()),
             arena: Cell::new(None),
-        });
-        for l in st.all_lists() {
+        }));
+        // SAFETY: just allocated, and never moved again.
+        for l in unsafe { &*st }.all_lists() {
             l.init();
         }
         st
@@ -155,7 +159,7 @@ pub(crate) fn state() -> &'static State {
 
 #[cold]
 fn init_state() -> &'static State {
-    let p = Box::into_raw(State::new());
+    let p = State::create();
     STATE.with(|s| s.set(p));
     // Registering the destructor can fail only if the thread is already
     // tearing down its thread-locals; then there is no final collection for
