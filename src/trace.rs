@@ -72,6 +72,11 @@ mod impls;
 /// drop(a);
 /// assert_eq!(gencc::collect(), 1);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `gencc::Trace`",
+    label = "the collector cannot see inside `{Self}`",
+    note = "derive it with `#[derive(gencc::Trace)]`, or mark the field `#[trace(skip)]` if it holds no `Gc` handle"
+)]
 pub unsafe trait Trace {
     /// Whether a value of this type can own a handle to a tracked object.
     ///

@@ -1,0 +1,9 @@
+use gencc::Trace;
+
+#[derive(Trace)]
+struct Bare {
+    #[trace]
+    value: u32,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use gencc::Trace;
+
+#[derive(Trace)]
+struct Resource {
+    #[trace(finalize)]
+    value: u32,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use gencc::Trace;
+
+#[derive(Trace)]
+#[trace(finalize)]
+struct Resource {
+    value: u32,
+}
+
+fn main() {}
