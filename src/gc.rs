@@ -176,6 +176,7 @@ impl<T: Trace + 'static> Gc<T> {
     ///     assert!(w.upgrade().is_none()); // already cleared
     ///     f.set(true);
     /// });
+    /// assert_eq!(Gc::weak_count(&a), 1); // the registration holds no hidden handle
     /// drop(a);
     /// assert!(fired.get());
     /// drop(w);
@@ -185,7 +186,7 @@ impl<T: Trace + 'static> Gc<T> {
         if h.has(WEAK_CLEARED) || h.has(DROPPED) {
             return Gc::downgrade(this);
         }
-        let reg = weak::register(state(), this.ptr, Gc::downgrade(this), callback);
+        let reg = weak::register(state(), this.ptr, callback);
         h.set(HAS_CALLBACKS);
         h.inc_weak(this.ptr);
         Weak::from_parts(this.ptr, Some(reg))

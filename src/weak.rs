@@ -48,7 +48,9 @@ pub struct Weak<T: Trace + 'static> {
 
 /// A callback attached to one object through weak handles.
 pub(crate) struct Registration {
-    callback: Cell<Option<Box<dyn FnOnce()>>>,
+    /// Called with the referent's header while its allocation is alive; it
+    /// makes the dead `Weak` the user's callback receives.
+    callback: Cell<Option<Callback>>,
     /// Address of the referent's header: the side-table key.
     object: usize,
     /// Whether the side table still holds one `Rc` to this registration.
@@ -76,22 +78,33 @@ impl Registration {
     /// Ends the scan. Returns the callback and whether it should run: whether
     /// some handle lives outside the garbage. `self` is referenced by its
     /// handles and by the caller's batch.
-    pub(crate) fn end_scan(self: &Rc<Self>) -> (Option<Box<dyn FnOnce()>>, bool) {
+    pub(crate) fn end_scan(self: &Rc<Self>) -> (Option<Callback>, bool) {
         self.scanning.set(false);
         let handles = Rc::strong_count(self) - 1;
         (self.callback.take(), handles > self.internal.get())
     }
 }
 
+pub(crate) type Callback = Box<dyn FnOnce(NonNull<Header>)>;
+
 /// Adds a registration for `object` and returns the handles' share of it.
+///
+/// The registration keeps no weak reference of its own, so that
+/// `weak_count` counts only the user's handles: the `Weak` passed to the
+/// callback is made when it runs, from the header of the dying object.
 pub(crate) fn register<T: Trace + 'static>(
     st: &State,
     object: NonNull<Header>,
-    plain: Weak<T>,
     callback: impl FnOnce(&Weak<T>) + 'static,
 ) -> Rc<Registration> {
+    let call: Callback = Box::new(move |header: NonNull<Header>| {
+        // SAFETY: callbacks run only while the referent's allocation is
+        // alive (before its destruction, or while the collector holds it).
+        unsafe { header.as_ref() }.inc_weak(header);
+        callback(&Weak::from_parts(header, None));
+    });
     let reg = Rc::new(Registration {
-        callback: Cell::new(Some(Box::new(move || callback(&plain)))),
+        callback: Cell::new(Some(call)),
         object: object.addr().get(),
         attached: Cell::new(true),
         scanning: Cell::new(false),
@@ -137,7 +150,7 @@ pub(crate) unsafe fn fire_on_death(st: &State, object: NonNull<Header>) {
         // Only if a handle outside this batch still exists.
         if Rc::strong_count(r) > 1 {
             if let Some(cb) = callback {
-                cb();
+                cb(object);
             }
         }
     }

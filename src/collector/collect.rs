@@ -285,14 +285,15 @@ fn destroy_garbage(
 /// Step b. Takes the weak-callback registrations of every garbage object,
 /// decides which registrations are garbage themselves, and runs the others.
 fn run_weak_callbacks(st: &State, garbage: &List, arena: &Bump, panics: &mut Panics) {
-    let mut batch: BumpVec<'_, SmallVec<[Rc<Registration>; 1]>> = BumpVec::new_in(arena);
+    let mut batch: BumpVec<'_, (NonNull<Header>, SmallVec<[Rc<Registration>; 1]>)> =
+        BumpVec::new_in(arena);
     each(garbage, |p, h| {
         if h.has(HAS_CALLBACKS) {
             if let Some(regs) = crate::weak::take_registrations(st, p) {
                 for r in &regs {
                     r.begin_scan();
                 }
-                batch.push(regs);
+                batch.push((p, regs));
             }
         }
     });
@@ -304,12 +305,12 @@ fn run_weak_callbacks(st: &State, garbage: &List, arena: &Bump, panics: &mut Pan
     // Counting those handles is one more trace of the garbage.
     // SAFETY: the garbage is alive, held and intact.
     panics.run(|| unsafe { passes::count_weak_handles(garbage) });
-    for regs in batch.iter() {
+    for (object, regs) in batch.iter() {
         // Newest registration first, as CPython does for one referent.
         for r in regs.iter().rev() {
             let (callback, live) = r.end_scan();
             panics.run(move || match callback {
-                Some(cb) if live => cb(),
+                Some(cb) if live => cb(*object),
                 other => drop(other),
             });
         }
@@ -318,4 +319,3 @@ fn run_weak_callbacks(st: &State, garbage: &List, arena: &Bump, panics: &mut Pan
     // user code too.
     panics.run(move || drop(batch));
 }
-
