@@ -5,6 +5,7 @@
 //! and review the diff.
 
 #[test]
+#[cfg_attr(miri, ignore)] // runs rustc; nothing for Miri to check
 fn derive_errors() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui/*.rs");
