@@ -123,7 +123,11 @@ pub fn thresholds() -> [usize; 3] {
 /// ```
 pub fn set_thresholds(threshold0: usize, threshold1: usize, threshold2: usize) {
     let st = state();
-    for (cell, t) in st.thresholds.iter().zip([threshold0, threshold1, threshold2]) {
+    for (cell, t) in st
+        .thresholds
+        .iter()
+        .zip([threshold0, threshold1, threshold2])
+    {
         cell.set(t);
     }
 }
@@ -180,7 +184,11 @@ pub fn unfreeze() {
     retag_and_move(&st.permanent, &st.gens[2], 2);
 }
 
-fn retag_and_move(from: &crate::collector::list::List, to: &crate::collector::list::List, gen: usize) {
+fn retag_and_move(
+    from: &crate::collector::list::List,
+    to: &crate::collector::list::List,
+    gen: usize,
+) {
     let mut cur = from.first();
     while let Some(node) = cur {
         // SAFETY: linked nodes are live tracked objects, walked with real

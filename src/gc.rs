@@ -347,11 +347,13 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
         T::finalize(&this);
         return;
     }
-    if hdr.has(HAS_CALLBACKS) {
+    let callback_panic = if hdr.has(HAS_CALLBACKS) {
         // SAFETY: the object is alive with a zero strong count, so the
         // callbacks can only observe it as dead.
-        unsafe { weak::fire_on_death(state(), h) };
-    }
+        unsafe { weak::fire_on_death(state(), h) }
+    } else {
+        None
+    };
     if TypeInfo::<T>::TRACKED {
         let st = state();
         // SAFETY: alive, and no detection is running while a value is dying
@@ -366,6 +368,10 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
     unsafe {
         core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
         release_weak(h);
+    }
+    // A callback's panic surfaces only once the object is fully destroyed.
+    if let Some(payload) = callback_panic {
+        std::panic::resume_unwind(payload);
     }
 }
 

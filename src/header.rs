@@ -273,8 +273,11 @@ impl Header {
     #[inline]
     pub(crate) fn set_generation(&self, gen: usize) {
         debug_assert!(gen <= PERMANENT);
-        self.meta
-            .set(self.meta.get().map_addr(|a| (a & !GEN_MASK) | (gen << GEN_SHIFT)));
+        self.meta.set(
+            self.meta
+                .get()
+                .map_addr(|a| (a & !GEN_MASK) | (gen << GEN_SHIFT)),
+        );
     }
 
     #[inline]

@@ -136,24 +136,32 @@ pub(crate) fn take_registrations(
 }
 
 /// Runs the callbacks of an object dying by reference counting, newest first.
+/// Returns the first panic a callback raised, after running all of them, so
+/// that the caller can finish destroying the object before re-raising it.
 ///
 /// # Safety
 ///
 /// - `object` must be alive with a zero strong count, so that every weak
 ///   handle already fails to upgrade.
-pub(crate) unsafe fn fire_on_death(st: &State, object: NonNull<Header>) {
-    let Some(regs) = take_registrations(st, object) else {
-        return;
-    };
+pub(crate) unsafe fn fire_on_death(
+    st: &State,
+    object: NonNull<Header>,
+) -> Option<Box<dyn core::any::Any + Send>> {
+    let regs = take_registrations(st, object)?;
+    let mut first_panic = None;
     for r in regs.iter().rev() {
         let callback = r.callback.take();
         // Only if a handle outside this batch still exists.
-        if Rc::strong_count(r) > 1 {
-            if let Some(cb) = callback {
-                cb(object);
-            }
+        let live = Rc::strong_count(r) > 1;
+        let run = core::panic::AssertUnwindSafe(move || match callback {
+            Some(cb) if live => cb(object),
+            other => drop(other),
+        });
+        if let Err(payload) = std::panic::catch_unwind(run) {
+            first_panic.get_or_insert(payload);
         }
     }
+    first_panic
 }
 
 /// The last handle of a registration is going: the callback will never run.

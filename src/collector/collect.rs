@@ -282,11 +282,13 @@ fn destroy_garbage(
     destroyed
 }
 
+/// The registrations taken from one garbage object.
+type Registrations = SmallVec<[Rc<Registration>; 1]>;
+
 /// Step b. Takes the weak-callback registrations of every garbage object,
 /// decides which registrations are garbage themselves, and runs the others.
 fn run_weak_callbacks(st: &State, garbage: &List, arena: &Bump, panics: &mut Panics) {
-    let mut batch: BumpVec<'_, (NonNull<Header>, SmallVec<[Rc<Registration>; 1]>)> =
-        BumpVec::new_in(arena);
+    let mut batch: BumpVec<'_, (NonNull<Header>, Registrations)> = BumpVec::new_in(arena);
     each(garbage, |p, h| {
         if h.has(HAS_CALLBACKS) {
             if let Some(regs) = crate::weak::take_registrations(st, p) {

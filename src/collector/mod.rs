@@ -110,7 +110,14 @@ impl State {
 
     fn all_lists(&self) -> [&List; 6] {
         let [g0, g1, g2] = &self.gens;
-        [g0, g1, g2, &self.permanent, &self.unreachable, &self.resurrected]
+        [
+            g0,
+            g1,
+            g2,
+            &self.permanent,
+            &self.unreachable,
+            &self.resurrected,
+        ]
     }
 
     /// The list an object with generation number `gen` is linked in.

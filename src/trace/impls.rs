@@ -33,10 +33,11 @@ use crate::primitive::cell::{Cell, RefCell};
 /// handle.
 #[inline]
 fn trace_all<'a, T: Trace + 'a>(items: impl IntoIterator<Item = &'a T>, tracer: &mut Tracer<'_>) {
-    if T::NEEDS_TRACE {
-        for item in items {
-            item.trace(tracer);
-        }
+    // No shortcut on `T::NEEDS_TRACE`: a `Weak` reports its callback
+    // registration although it needs no tracking. For element types whose
+    // `trace` is empty the loop compiles away.
+    for item in items {
+        item.trace(tracer);
     }
 }
 
