@@ -347,10 +347,11 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
         T::finalize(&this);
         return;
     }
-    let callback_panic = if hdr.has(HAS_CALLBACKS) {
+    let hdr_had_callbacks = hdr.has(HAS_CALLBACKS);
+    let callback_panic = if hdr_had_callbacks {
         // SAFETY: the object is alive with a zero strong count, so the
         // callbacks can only observe it as dead.
-        unsafe { weak::fire_on_death(state(), h) }
+        unsafe { weak::fire_on_death(h) }
     } else {
         None
     };
@@ -368,6 +369,11 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
     unsafe {
         core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
         release_weak(h);
+    }
+    if !TypeInfo::<T>::TRACKED && hdr_had_callbacks {
+        // Its registrations may have been the last thing in an exited
+        // thread's heap. (Tracked objects reach `reap` through the trashcan.)
+        crate::collector::reap();
     }
     // A callback's panic surfaces only once the object is fully destroyed.
     if let Some(payload) = callback_panic {

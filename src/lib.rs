@@ -139,7 +139,8 @@ pub use weak::Weak;
 ///     items.borrow_mut().push(list.clone());
 /// }
 /// drop(list);
-/// assert_eq!(gencc::collect(), 1); // the list; the int died with it
+/// // The list and the int it holds: both are `Value`s, a tracked type.
+/// assert_eq!(gencc::collect(), 2);
 /// ```
 #[cfg(feature = "derive")]
 pub use gencc_derive::Trace;

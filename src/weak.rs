@@ -143,11 +143,14 @@ pub(crate) fn take_registrations(
 ///
 /// - `object` must be alive with a zero strong count, so that every weak
 ///   handle already fails to upgrade.
+///
+/// It holds no reference to the heap state while callbacks run: one of them
+/// may release the last object of an exited thread's heap (see
+/// `collector::reap`).
 pub(crate) unsafe fn fire_on_death(
-    st: &State,
     object: NonNull<Header>,
 ) -> Option<Box<dyn core::any::Any + Send>> {
-    let regs = take_registrations(st, object)?;
+    let regs = take_registrations(state(), object)?;
     let mut first_panic = None;
     for r in regs.iter().rev() {
         let callback = r.callback.take();
@@ -186,7 +189,10 @@ fn detach(registration: &Rc<Registration>, object: NonNull<Header>) {
     removed.attached.set(false);
     // Dropped outside the table borrow: it may run user code (the callback's
     // captures).
+    // The drop may even free the state (see `collector::reap`), so `st` is
+    // not used after it.
     drop(removed);
+    crate::collector::reap();
 }
 
 /// The address `Weak::new` uses: never a real header, never dereferenced.

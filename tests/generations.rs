@@ -175,6 +175,7 @@ fn first_automatic_collection_counts_net_allocations() {
 /// the automatic collections follow `((0 × 11, 1) × 11, 2)` repeated, one
 /// collection every 701 tracked allocations.
 #[test]
+#[cfg_attr(miri, ignore)] // scale, not memory safety: 10^4-10^5 allocations
 fn schedule_of_133_collections() {
     const PERIODS: usize = 2;
     let mut expected = Vec::new();
@@ -223,6 +224,7 @@ fn schedule_of_133_collections() {
 /// CPython issue #4074: a full collection waits until the objects promoted
 /// into generation 2 since the last one make up a quarter of it.
 #[test]
+#[cfg_attr(miri, ignore)] // scale, not memory safety: 10^4-10^5 allocations
 fn long_lived_rule_defers_full_collections() {
     const TOTAL: usize = 20_000;
     // A large generation 2, created without automatic collections.
@@ -310,6 +312,7 @@ fn long_lived_rule_defers_full_collections() {
 /// comes on the regular 133-collection cadence: the rule only defers it while
 /// the promoted objects are fewer than a quarter of generation 2.
 #[test]
+#[cfg_attr(miri, ignore)] // scale, not memory safety: 10^4-10^5 allocations
 fn long_lived_rule_does_not_defer_when_enough_is_promoted() {
     gencc::disable();
     let mut keep: Vec<Gc<Node>> = (0..20_000).map(|_| node()).collect();
@@ -469,6 +472,7 @@ fn freeze_count_follows_freeze_unfreeze_and_deaths() {
 // --- Switching automatic collection off ----------------------------------
 
 #[test]
+#[cfg_attr(miri, ignore)] // scale, not memory safety: 10^4-10^5 allocations
 fn threshold0_zero_disables_automatic_collection() {
     gencc::set_thresholds(0, 10, 10);
     let (log, _id) = record();
@@ -487,6 +491,7 @@ fn threshold0_zero_disables_automatic_collection() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore)] // scale, not memory safety: 10^4-10^5 allocations
 fn disable_stops_automatic_collection_but_not_collect() {
     let (log, _id) = record();
     gencc::disable();

@@ -6,6 +6,7 @@
 //! handles_ui` and review the diff.
 
 #[test]
+#[cfg_attr(miri, ignore)] // runs rustc; nothing for Miri to check
 fn handles_are_thread_local() {
     let cases = trybuild::TestCases::new();
     cases.compile_fail("tests/ui_handles/*.rs");

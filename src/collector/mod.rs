@@ -69,6 +69,9 @@ pub(crate) struct State {
     pub(crate) trash: RefCell<Vec<NonNull<Header>>>,
     /// Scratch memory of the collection in progress, reused between them.
     pub(crate) arena: Cell<Option<Box<Bump>>>,
+    /// The thread is exiting and its exit guard has run: free the state as
+    /// soon as it is empty (see [`reap`]).
+    pub(crate) orphaned: Cell<bool>,
 }
 
 /// The default thresholds, CPython 3.11's: a young collection every 700 net
@@ -100,6 +103,7 @@ impl State {
             trash_depth: Cell::new(0),
             trash: RefCell::new(Vec::new()),
             arena: Cell::new(None),
+            orphaned: Cell::new(false),
         }));
         // SAFETY: just allocated, and never moved again.
         for l in unsafe { &*st }.all_lists() {
@@ -148,19 +152,20 @@ thread_local! {
 
 /// This thread's heap, created on first use.
 ///
-/// The returned reference is valid until the thread's exit guard frees the
-/// state, which it only does when no object, registration or deferred
-/// destruction refers to it any more, at thread exit, when no caller of this
-/// function is on the stack.
+/// The reference is valid until [`reap`] frees the state. That happens only
+/// once the thread is exiting, the state refers to nothing and nothing refers
+/// to it (no tracked object, registration or deferred destruction), and only
+/// from the outermost frames of the crate (the exit guard, the end of the
+/// outermost destruction, the end of dropping a weak handle), which hold no
+/// other reference to the state by then.
 #[inline]
 pub(crate) fn state() -> &'static State {
     let p = STATE.with(Cell::get);
     if p.is_null() {
         return init_state();
     }
-    // SAFETY: a non-null pointer was made by `Box::into_raw` in `init_state`
-    // and is only freed (and nulled) by the exit guard under the conditions
-    // stated above.
+    // SAFETY: a non-null pointer was made by `State::create` and is only
+    // freed (and nulled) by `reap`, under the conditions stated above.
     unsafe { &*p }
 }
 
@@ -168,12 +173,43 @@ pub(crate) fn state() -> &'static State {
 fn init_state() -> &'static State {
     let p = State::create();
     STATE.with(|s| s.set(p));
-    // Registering the destructor can fail only if the thread is already
-    // tearing down its thread-locals; then there is no final collection for
-    // objects created from now on, and they are leaked, never freed unsafely.
-    let _ = EXIT.try_with(|_| ());
     // SAFETY: just allocated; see `state`.
-    unsafe { &*p }
+    let st = unsafe { &*p };
+    // Registering the exit guard fails only if the thread is already tearing
+    // down its thread-locals; the state is then orphaned from the start and
+    // `reap` frees it once it is empty.
+    if EXIT.try_with(|_| ()).is_err() {
+        st.orphaned.set(true);
+    }
+    st
+}
+
+/// Frees the state if the thread has exited and nothing is left in it.
+///
+/// Called at the end of the outermost destruction and of weak-handle drops
+/// (after checking `orphaned` on the state they hold), so that objects that
+/// outlive the exit guard, held by thread-locals destroyed after it, still
+/// release the heap when the last of them goes.
+///
+/// It takes no `&State` argument on purpose: a reference passed as an argument
+/// must stay valid for the whole call, so the state could not be freed inside.
+/// Callers may hold a reference in a local, but must not use it afterwards.
+#[cold]
+pub(crate) fn reap() {
+    let p = STATE.with(Cell::get);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: see `state`.
+    let st = unsafe { &*p };
+    if !st.orphaned.get() || st.collecting.get() || st.trash_depth.get() != 0 || !st.is_vacant() {
+        return;
+    }
+    STATE.with(|s| s.set(ptr::null()));
+    // SAFETY: the pointer came from `State::create`; nothing refers to the
+    // state (`is_vacant`, no collection or destruction in progress), `st` is
+    // not used again, and every caller of `reap` is done with its reference.
+    drop(unsafe { Box::from_raw(p.cast_mut()) });
 }
 
 struct ExitGuard;
@@ -184,10 +220,14 @@ impl Drop for ExitGuard {
         if p.is_null() {
             return;
         }
-        // SAFETY: see `state`; this is the only place that frees it.
+        // SAFETY: see `state`.
         let st = unsafe { &*p };
         let run = std::panic::AssertUnwindSafe(|| {
             trashcan::drain(st);
+            // Unlike CPython, which leaves the permanent generation to the
+            // operating system at exit, a thread's frozen garbage is freed
+            // too: the process goes on after the thread.
+            crate::control::unfreeze();
             // A finalizer may make new garbage; a few rounds settle any
             // program that is not creating garbage forever.
             for _ in 0..8 {
@@ -199,11 +239,7 @@ impl Drop for ExitGuard {
         if std::panic::catch_unwind(run).is_err() {
             log::error!(target: "gencc", "a panic in user code during the thread-exit collection was ignored");
         }
-        if st.is_vacant() && !st.collecting.get() {
-            STATE.with(|s| s.set(ptr::null()));
-            // SAFETY: nothing refers to the state any more (`is_vacant`), and
-            // the pointer came from `Box::into_raw`.
-            drop(unsafe { Box::from_raw(p.cast_mut()) });
-        }
+        st.orphaned.set(true);
+        reap();
     }
 }

@@ -16,6 +16,7 @@
 use core::ptr::NonNull;
 
 use super::{state, State};
+
 use crate::header::Header;
 
 /// Nested destructions allowed before deferring.
@@ -61,6 +62,9 @@ impl Drop for Depth<'_> {
         // abort; the queue is left for the next outermost destruction.
         if depth == 0 && !std::thread::panicking() {
             drain(self.0);
+            if self.0.orphaned.get() {
+                super::reap();
+            }
         }
     }
 }
