@@ -609,4 +609,17 @@ mod tests {
         a.header().set_strong_raw(1);
         assert_eq!(*a, 7);
     }
+
+    #[test]
+    fn weak_count_spills_past_u32_max() {
+        let a = Gc::new(7u64);
+        // The stored weak count includes the implicit one of the strong side.
+        a.header().set_weak_raw(u32::MAX - 1);
+        let weaks: Vec<_> = (0..4).map(|_| Gc::downgrade(&a)).collect();
+        assert_eq!(Gc::weak_count(&a), u32::MAX as usize + 2);
+        assert_eq!(weaks[0].upgrade().as_deref(), Some(&7));
+        drop(weaks);
+        assert_eq!(Gc::weak_count(&a), u32::MAX as usize - 2);
+        a.header().set_weak_raw(1);
+    }
 }

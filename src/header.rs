@@ -42,6 +42,7 @@ use core::ptr::{self, NonNull};
 
 use crate::primitive::cell::Cell;
 use crate::trace::{Trace, Tracer};
+use overflow::Count;
 
 /// Intrusive links of a tracked object in its generation's list.
 ///
@@ -282,73 +283,48 @@ impl Header {
 
     #[inline]
     pub(crate) fn strong(&self, me: NonNull<Header>) -> usize {
-        let s = self.strong.get();
-        if s == u32::MAX {
-            s as usize + overflow::get(me, overflow::Count::Strong)
-        } else {
-            s as usize
-        }
+        read(&self.strong, me, Count::Strong)
     }
 
     #[inline]
     pub(crate) fn inc_strong(&self, me: NonNull<Header>) {
-        let s = self.strong.get();
-        if s == u32::MAX {
-            overflow::inc(me, overflow::Count::Strong);
-        } else {
-            self.strong.set(s + 1);
-        }
+        increment(&self.strong, me, Count::Strong);
     }
 
     /// Returns `true` when the count reached zero.
     #[inline]
     pub(crate) fn dec_strong(&self, me: NonNull<Header>) -> bool {
-        let s = self.strong.get();
-        debug_assert!(s > 0);
-        if s == u32::MAX && overflow::dec(me, overflow::Count::Strong) {
-            return false;
-        }
-        self.strong.set(s - 1);
-        s == 1
+        decrement(&self.strong, me, Count::Strong)
     }
 
     /// Weak count including the implicit weak reference held by the strong
     /// references together.
     #[inline]
     pub(crate) fn weak(&self, me: NonNull<Header>) -> usize {
-        let w = self.weak.get();
-        if w == u32::MAX {
-            w as usize + overflow::get(me, overflow::Count::Weak)
-        } else {
-            w as usize
-        }
+        read(&self.weak, me, Count::Weak)
     }
 
     #[inline]
     pub(crate) fn inc_weak(&self, me: NonNull<Header>) {
-        let w = self.weak.get();
-        if w == u32::MAX {
-            overflow::inc(me, overflow::Count::Weak);
-        } else {
-            self.weak.set(w + 1);
-        }
+        increment(&self.weak, me, Count::Weak);
     }
 
+    /// Returns `true` when the count reached zero.
     #[inline]
     pub(crate) fn dec_weak(&self, me: NonNull<Header>) -> bool {
-        let w = self.weak.get();
-        debug_assert!(w > 0);
-        if w == u32::MAX && overflow::dec(me, overflow::Count::Weak) {
-            return false;
-        }
-        self.weak.set(w - 1);
-        w == 1
+        decrement(&self.weak, me, Count::Weak)
     }
 
     /// Sets the stored 32-bit strong count directly, for tests of the spill.
     #[cfg(test)]
     pub(crate) fn set_strong_raw(&self, s: u32) {
         self.strong.set(s);
+    }
+
+    /// Sets the stored 32-bit weak count directly, for tests of the spill.
+    #[cfg(test)]
+    pub(crate) fn set_weak_raw(&self, w: u32) {
+        self.weak.set(w);
     }
 
     /// Frees the allocation. The value must already be dropped.
@@ -367,6 +343,39 @@ impl Header {
             std::alloc::dealloc(raw.as_ptr(), vt.layout);
         }
     }
+}
+
+/// A count: the 32 bits in the header, plus the spill once they are full.
+#[inline]
+fn read(cell: &Cell<u32>, me: NonNull<Header>, c: Count) -> usize {
+    let n = cell.get();
+    if n == u32::MAX {
+        n as usize + overflow::get(me, c)
+    } else {
+        n as usize
+    }
+}
+
+#[inline]
+fn increment(cell: &Cell<u32>, me: NonNull<Header>, c: Count) {
+    let n = cell.get();
+    if n == u32::MAX {
+        overflow::inc(me, c);
+    } else {
+        cell.set(n + 1);
+    }
+}
+
+/// Returns `true` when the count reached zero.
+#[inline]
+fn decrement(cell: &Cell<u32>, me: NonNull<Header>, c: Count) -> bool {
+    let n = cell.get();
+    debug_assert!(n > 0);
+    if n == u32::MAX && overflow::dec(me, c) {
+        return false;
+    }
+    cell.set(n - 1);
+    n == 1
 }
 
 /// Counts beyond `u32::MAX`, kept off the hot path.
