@@ -163,7 +163,12 @@ impl<T: Trace + 'static> Gc<T> {
     /// clone of the returned handle was dropped before the object died, nor if
     /// those clones are all stored inside the same unreachable garbage as the
     /// object. Several callbacks on one object run newest first. A panic in a
-    /// callback propagates from the `drop` or `collect` that ran it.
+    /// callback propagates from the `drop` or `collect` that ran it, once the
+    /// object is destroyed.
+    ///
+    /// On an object whose weak references the collector already cleared (it
+    /// was resurrected by a finalizer) this returns a dead handle, as
+    /// [`Gc::downgrade`] does, and the callback is dropped unregistered.
     ///
     /// ```
     /// use std::{cell::Cell, rc::Rc};

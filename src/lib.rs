@@ -144,3 +144,8 @@ pub use weak::Weak;
 /// ```
 #[cfg(feature = "derive")]
 pub use gencc_derive::Trace;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -43,8 +43,12 @@ mod impls;
 ///    edge.** A type that claims to need no tracing is allocated without a
 ///    collector header and is never scanned; if it did hold handles, the
 ///    cycles through it would leak (rule 2), which is safe but wrong.
-/// 5. `trace` may panic. The collector then restores every object and list it
-///    had touched and re-raises the panic; nothing is freed by that collection.
+/// 5. `trace` may panic. While the collector is searching for garbage, it
+///    then restores every object and list it had touched, frees nothing, and
+///    re-raises the panic. If the panic comes later, while the collector
+///    traces the garbage to tell which weak references die with it, the
+///    collection goes on (some of those callbacks may then run) and the panic
+///    is re-raised at its end.
 ///
 /// # Example
 ///
