@@ -151,12 +151,7 @@ impl<T: Trace + 'static> TypeInfo<T> {
     /// Allocates a box for `value` with strong = 1, weak = 1 (the implicit
     /// weak reference shared by all strong ones, as in `Rc`), unlinked.
     pub(crate) fn allocate(value: T) -> NonNull<Header> {
-        let layout = Self::LAYOUT;
-        // SAFETY: the layout is never zero-sized: it contains a `Header`.
-        let raw = unsafe { std::alloc::alloc(layout) };
-        let Some(raw) = NonNull::new(raw) else {
-            std::alloc::handle_alloc_error(layout)
-        };
+        let raw = alloc_object(Self::LAYOUT);
         let vtable: &'static VTable = &TypeInfo::<T>::VTABLE;
         // SAFETY: `raw` is a fresh allocation of `LAYOUT`, so the header,
         // links and value offsets computed by `offset_of!` on the same
@@ -186,6 +181,29 @@ impl<T: Trace + 'static> TypeInfo<T> {
         // `VALUE_OFFSET` was computed from that box's layout.
         unsafe { header.byte_add(Self::VALUE_OFFSET).cast::<T>() }
     }
+}
+
+/// Memory for one object. Every object allocation goes through here and
+/// [`dealloc_object`], so the allocator behind them can be swapped in one
+/// place.
+#[inline]
+fn alloc_object(layout: Layout) -> NonNull<u8> {
+    // SAFETY: the layout is never zero-sized: it contains a `Header`.
+    let raw = unsafe { std::alloc::alloc(layout) };
+    match NonNull::new(raw) {
+        Some(raw) => raw,
+        None => std::alloc::handle_alloc_error(layout),
+    }
+}
+
+/// # Safety
+///
+/// - `raw` must come from [`alloc_object`] with the same `layout`, and not be
+///   used afterwards.
+#[inline]
+unsafe fn dealloc_object(raw: NonNull<u8>, layout: Layout) {
+    // SAFETY: forwarded from the caller.
+    unsafe { std::alloc::dealloc(raw.as_ptr(), layout) }
 }
 
 /// # Safety
@@ -340,7 +358,7 @@ impl Header {
         unsafe {
             let vt = header.as_ref().vtable();
             let raw = header.byte_sub(vt.header_offset).cast::<u8>();
-            std::alloc::dealloc(raw.as_ptr(), vt.layout);
+            dealloc_object(raw, vt.layout);
         }
     }
 }
