@@ -167,6 +167,7 @@ pub fn freeze() {
     for g in &st.gens {
         retag_and_move(g, &st.permanent, crate::header::PERMANENT);
     }
+    crate::collector::dirty::move_counts(st, &[0, 1, 2], crate::header::PERMANENT);
     for c in &st.counts {
         c.set(0);
     }
@@ -182,6 +183,7 @@ pub fn freeze() {
 pub fn unfreeze() {
     let st = state();
     retag_and_move(&st.permanent, &st.gens[2], 2);
+    crate::collector::dirty::move_counts(st, &[crate::header::PERMANENT], 2);
 }
 
 fn retag_and_move(

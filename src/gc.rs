@@ -8,9 +8,9 @@ use core::marker::PhantomData;
 use core::ops::Deref;
 use core::ptr::NonNull;
 
-use crate::collector::{state, trashcan, trigger, State};
+use crate::collector::{dirty, state, trashcan, trigger, State};
 use crate::control::Generation;
-use crate::header::{Header, TypeInfo, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::header::{Header, TypeInfo, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
 use crate::trace::{Trace, Tracer};
 use crate::weak::{self, Weak};
 
@@ -302,6 +302,9 @@ pub(crate) unsafe fn track(st: &State, h: NonNull<Header>, gen: usize) {
     // SAFETY: forwarded from the caller.
     unsafe {
         st.list_of(gen).push_back(Header::links(h));
+        // A (re)linked object starts clean: any later loss of a reference
+        // marks it again.
+        h.as_ref().clear(DIRTY);
         h.as_ref().set_generation(gen);
     }
 }
@@ -317,6 +320,7 @@ pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
     unsafe {
         let links = Header::links(h);
         if !links.as_ref().next.get().is_null() {
+            dirty::forget(st, h.as_ref());
             st.list_of(h.as_ref().generation()).remove(links);
         }
     }
@@ -414,7 +418,13 @@ pub(crate) unsafe fn finalize_erased<T: Trace + 'static>(h: NonNull<Header>) {
 impl<T: Trace + 'static> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
-        if self.header().dec_strong(self.ptr) {
+        let hdr = self.header();
+        if !hdr.dec_strong(self.ptr) {
+            if TypeInfo::<T>::TRACKED && !hdr.has(DIRTY) {
+                // SAFETY: a live tracked object that is not dirty yet.
+                unsafe { dirty::mark(self.ptr) };
+            }
+        } else {
             if TypeInfo::<T>::TRACKED {
                 // SAFETY: the count just reached zero, so this is the only
                 // destruction.

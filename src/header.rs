@@ -19,8 +19,8 @@
 //! raw pointer the allocator returned, by byte offsets, so it carries the
 //! provenance of the whole allocation.
 //!
-//! `meta` holds the address of the type's [`VTable`] with six flag bits in its
-//! low bits (the vtable is 64-byte aligned):
+//! `meta` holds the address of the type's [`VTable`] with seven flag bits in
+//! its low bits (the vtable is 128-byte aligned):
 //!
 //! ```text
 //! bit 0  FINALIZED      the finalizer ran; persists for the object's lifetime
@@ -28,6 +28,8 @@
 //! bit 2  WEAK_CLEARED   weak references were cleared by the collector
 //! bit 3  HAS_CALLBACKS  the side table holds weak callbacks for this object
 //! bits 4-5 generation   0, 1, 2, or 3 for the permanent (frozen) set
+//! bit 6  DIRTY          lost a strong reference since last examined (see
+//!                       `collector::dirty`)
 //! ```
 //!
 //! The counts are 32 bits each, so that the untracked header is as small as
@@ -78,7 +80,8 @@ pub(crate) const WEAK_CLEARED: usize = 1 << 2;
 pub(crate) const HAS_CALLBACKS: usize = 1 << 3;
 const GEN_SHIFT: u32 = 4;
 const GEN_MASK: usize = 0b11 << GEN_SHIFT;
-const FLAG_MASK: usize = 0b11_1111;
+pub(crate) const DIRTY: usize = 1 << 6;
+const FLAG_MASK: usize = 0b111_1111;
 /// The generation number stored for the permanent (frozen) set.
 pub(crate) const PERMANENT: usize = 3;
 
@@ -96,7 +99,7 @@ struct PlainBox<T> {
 }
 
 /// What the collector needs to know about a type it only sees as a header.
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub(crate) struct VTable {
     pub(crate) trace: unsafe fn(NonNull<Header>, &mut Tracer<'_>),
     /// The full death of an object whose strong count reached zero.

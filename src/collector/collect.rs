@@ -37,9 +37,9 @@ use bumpalo::Bump;
 use smallvec::SmallVec;
 
 use super::list::List;
-use super::{passes, trashcan, trigger, State};
+use super::{dirty, passes, trashcan, trigger, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
-use crate::header::{Header, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::header::{Header, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
 use crate::weak::Registration;
 
 /// Collects generation `gen` (0..=2) and everything younger. Returns the
@@ -74,32 +74,45 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         c.set(0);
     }
     let young = &st.gens[gen];
-    for younger in &st.gens[..gen] {
-        young.append_all(younger);
-    }
     let old_gen = (gen + 1).min(2);
     let old = &st.gens[old_gen];
-
+    let clean = st.dirty[..=gen].iter().all(|c| c.get() == 0);
     let arena = st.arena.take().unwrap_or_default();
-    // SAFETY: `young` is a well-formed list of live tracked objects, and no
-    // other detection is running (`collecting` was clear).
-    let found = match unsafe { passes::detect(young, 0, &arena) } {
-        Err(payload) => {
-            retag(young, gen);
-            panics.keep(payload);
-            0
+    let found = if clean {
+        // Nothing here lost a reference since it was last examined, so the
+        // passes would find everything reachable (see `dirty`): promote.
+        let mut promoted = 0;
+        for g in st.gens[..=gen].iter().filter(|g| !core::ptr::eq(*g, old)) {
+            promoted += g.len();
+            retag(g, old_gen);
+            old.append_all(g);
         }
-        Ok(()) => {
-            // SAFETY: detection succeeded and nothing ran since.
-            let survivors = unsafe { passes::partition(young, old, old_gen, &st.unreachable) };
-            if gen == 1 {
-                st.long_lived_pending
-                    .set(st.long_lived_pending.get() + survivors);
-            } else if gen == 2 {
-                st.long_lived_pending.set(0);
-                st.long_lived_total.set(young.len());
+        record_promotion(st, gen, old.len(), promoted);
+        0
+    } else {
+        for younger in &st.gens[..gen] {
+            young.append_all(younger);
+        }
+        // SAFETY: `young` is a well-formed list of live tracked objects, and
+        // no other detection is running (`collecting` was clear).
+        match unsafe { passes::detect(young, 0, &arena) } {
+            Err(payload) => {
+                retag(young, gen);
+                dirty::move_counts(st, &(0..gen).collect::<Vec<_>>(), gen);
+                panics.keep(payload);
+                0
             }
-            destroy_garbage(st, old, old_gen, &arena, &mut panics)
+            Ok(()) => {
+                // SAFETY: detection succeeded and nothing ran since.
+                let survivors =
+                    unsafe { passes::partition(st, young, old, old_gen, &st.unreachable) };
+                // Everything in these generations was examined.
+                for c in &st.dirty[..=gen] {
+                    c.set(0);
+                }
+                record_promotion(st, gen, old.len(), survivors);
+                destroy_garbage(st, old, old_gen, &arena, &mut panics)
+            }
         }
     };
     recycle_arena(st, arena);
@@ -124,6 +137,18 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         resume_unwind(payload);
     }
     found
+}
+
+/// The long-lived rule's bookkeeping: what a collection of `gen` promoted
+/// (`survivors`), and generation 2's size after a full one (`old_len`).
+fn record_promotion(st: &State, gen: usize, old_len: usize, survivors: usize) {
+    if gen == 1 {
+        st.long_lived_pending
+            .set(st.long_lived_pending.get() + survivors);
+    } else if gen == 2 {
+        st.long_lived_pending.set(0);
+        st.long_lived_total.set(old_len);
+    }
 }
 
 /// Clears the re-entrancy flag however the collection ends.
@@ -238,20 +263,25 @@ fn destroy_garbage(
         match unsafe { passes::detect(garbage, 1, arena) } {
             // SAFETY: detection succeeded and nothing ran since.
             Ok(()) => unsafe {
-                passes::partition(garbage, resurrected, old_gen, garbage);
+                passes::partition(st, garbage, resurrected, old_gen, garbage);
             },
             // A `Trace` panic leaves resurrection undecided: keep everything.
             Err(payload) => {
                 panics.keep(payload);
+                each(garbage, |_, h| dirty::forget(st, h));
                 resurrected.append_all(garbage);
                 retag(resurrected, old_gen);
             }
         }
         each(resurrected, |p, h| {
             // Cannot reach zero: a resurrected object is referenced from
-            // outside the garbage or from another resurrected object.
+            // outside the garbage or from another resurrected object. It is
+            // a loss of a reference, so the object is dirty again.
             h.dec_strong(p);
+            h.set(DIRTY);
         });
+        let d = &st.dirty[old_gen];
+        d.set(d.get() + resurrected.len());
         old.append_all(resurrected);
     }
 
@@ -270,9 +300,10 @@ fn destroy_garbage(
             // only the collector's hold and any handles stored by `Drop` code
             // keep it.
             unsafe {
+                let h = Header::from_links(node);
+                dirty::forget(st, h.as_ref());
                 garbage.remove(node);
                 trigger::on_dealloc(st);
-                let h = Header::from_links(node);
                 if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
                     Header::deallocate(h);
                 }

@@ -5,8 +5,10 @@
 //! - [`collect`]: one collection, from merging generations to freeing garbage.
 //! - [`trigger`]: when automatic collections run (thresholds, long-lived rule).
 //! - [`trashcan`]: stack-safe destruction of long chains.
+//! - [`dirty`]: skipping collections that cannot find garbage.
 
 pub(crate) mod collect;
+pub(crate) mod dirty;
 pub(crate) mod list;
 pub(crate) mod passes;
 pub(crate) mod trashcan;
@@ -49,6 +51,9 @@ pub(crate) struct State {
     /// collection. `counts[1]`, `counts[2]`: collections of the next younger
     /// generation since the last collection of this one.
     pub(crate) counts: [Cell<usize>; 3],
+    /// Objects per generation (0, 1, 2, permanent) that lost a strong
+    /// reference since they were last examined; see [`dirty`].
+    pub(crate) dirty: [Cell<usize>; 4],
     pub(crate) enabled: Cell<bool>,
     /// Re-entrancy guard: set for the whole of a collection.
     pub(crate) collecting: Cell<bool>,
@@ -91,6 +96,7 @@ impl State {
             resurrected: List::new(),
             thresholds: DEFAULT_THRESHOLDS.map(Cell::new),
             counts: [0; 3].map(Cell::new),
+            dirty: [0; 4].map(Cell::new),
             enabled: Cell::new(true),
             collecting: Cell::new(false),
             long_lived_total: Cell::new(0),

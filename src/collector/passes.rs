@@ -25,6 +25,7 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 
 use super::list::List;
+use super::{dirty, State};
 use crate::header::{Header, Links};
 use crate::trace::Tracer;
 use crate::weak::Registration;
@@ -209,14 +210,15 @@ pub(crate) unsafe fn detect(
 
 /// Splits the examined `list` into the reached objects, appended to
 /// `reached_to` with generation `reached_gen`, and the rest, appended to
-/// `unreached_to`. Restores real `prev` pointers. Returns how many were
-/// reached.
+/// `unreached_to`. Restores real `prev` pointers and clears the `DIRTY`
+/// marks of everything examined. Returns how many were reached.
 ///
 /// # Safety
 ///
 /// - `detect` must have succeeded on `list`; no user code may have run since.
 /// - `reached_to` and `unreached_to` must be well formed; either may be `list`.
 pub(crate) unsafe fn partition(
+    st: &State,
     list: &List,
     reached_to: &List,
     reached_gen: usize,
@@ -230,11 +232,12 @@ pub(crate) unsafe fn partition(
         // `next` is read before `push_back` overwrites it.
         unsafe {
             let next = node.as_ref().next.get();
+            let header = Header::from_links(node).as_ref();
+            // Examined: whatever it lost before no longer matters.
+            dirty::forget(st, header);
             if scratch(node.as_ref()) & REACHED != 0 {
                 reached += 1;
-                Header::from_links(node)
-                    .as_ref()
-                    .set_generation(reached_gen);
+                header.set_generation(reached_gen);
                 reached_to.push_back(node);
             } else {
                 unreached_to.push_back(node);

@@ -1,0 +1,114 @@
+//! Collections that cannot find garbage skip the search, with unchanged
+//! results. A node's `trace` counts its calls, so the tests see whether the
+//! passes ran.
+
+use std::cell::{Cell, RefCell};
+
+use gencc::{Gc, Generation, Trace, Tracer};
+
+thread_local! {
+    static TRACED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn traced() -> usize {
+    TRACED.with(Cell::get)
+}
+
+struct Node {
+    children: RefCell<Vec<Gc<Node>>>,
+}
+
+// SAFETY: `children` is the only field with handles, owned by the node and
+// reported once each; the counter is not part of the graph.
+unsafe impl Trace for Node {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        TRACED.with(|t| t.set(t.get() + 1));
+        self.children.trace(tracer);
+    }
+}
+
+fn leaf() -> Gc<Node> {
+    Gc::new(Node {
+        children: RefCell::new(Vec::new()),
+    })
+}
+
+fn parent(children: Vec<Gc<Node>>) -> Gc<Node> {
+    Gc::new(Node {
+        children: RefCell::new(children),
+    })
+}
+
+/// Builds a binary tree by moving each child into its parent: no handle is
+/// ever dropped, so no object can have become garbage.
+fn tree(depth: u32) -> Gc<Node> {
+    if depth == 0 {
+        leaf()
+    } else {
+        parent(vec![tree(depth - 1), tree(depth - 1)])
+    }
+}
+
+#[test]
+fn building_by_moves_runs_collections_without_scanning() {
+    let n = if cfg!(miri) { 2_000 } else { 50_000 };
+    let before = gencc::stats();
+    let mut roots = Vec::new();
+    while roots.len() * 63 < n {
+        roots.push(tree(5)); // 63 nodes
+    }
+    let after = gencc::stats();
+    assert!(
+        after[0].collections > before[0].collections,
+        "automatic collections ran"
+    );
+    assert_eq!(traced(), 0, "but none of them traced an object");
+    assert_eq!(Gc::generation(&roots[0]), Some(Generation::Old));
+    drop(roots);
+}
+
+#[test]
+fn a_lost_reference_makes_the_next_collection_search() {
+    let a = leaf();
+    let b = parent(vec![a.clone()]);
+    a.children.borrow_mut().push(b.clone());
+    // Cloned and moved, never dropped: nothing to search for yet.
+    assert_eq!(gencc::collect_generation(0), Ok(0));
+    assert_eq!(gencc::collect_generation(1), Ok(0));
+    assert_eq!(traced(), 0, "both collections skipped the search");
+    drop(b); // 2 -> 1: the cycle may now be garbage
+    let t = traced();
+    assert_eq!(gencc::collect_generation(0), Ok(0), "it is in generation 2");
+    assert_eq!(traced(), t, "generation 0 is clean: skipped");
+    assert_eq!(gencc::collect(), 0, "still reachable through `a`");
+    assert!(traced() > t, "generation 2 was dirty: searched");
+    drop(a);
+    assert_eq!(gencc::collect(), 2);
+}
+
+#[test]
+fn skipped_collections_keep_statistics_and_promotions() {
+    let a = leaf();
+    let gen0 = gencc::stats()[0].collections;
+    assert_eq!(gencc::collect_generation(0), Ok(0));
+    assert_eq!(gencc::stats()[0].collections, gen0 + 1);
+    assert_eq!(gencc::count(), [0, 1, 0]);
+    assert_eq!(Gc::generation(&a), Some(Generation::Middle));
+    assert_eq!(gencc::collect_generation(1), Ok(0));
+    assert_eq!(Gc::generation(&a), Some(Generation::Old));
+    assert_eq!(gencc::count(), [0, 0, 1]);
+    assert_eq!(traced(), 0);
+}
+
+#[test]
+fn frozen_dirt_is_not_lost_by_unfreezing() {
+    let a = leaf();
+    let b = parent(vec![a.clone()]);
+    a.children.borrow_mut().push(b.clone());
+    drop(b); // dirty while in generation 0
+    gencc::freeze();
+    assert_eq!(gencc::collect(), 0, "frozen objects are not examined");
+    gencc::unfreeze();
+    drop(a);
+    assert_eq!(gencc::collect(), 2, "the dirt moved with the objects");
+}
