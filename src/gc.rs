@@ -66,8 +66,9 @@ impl<T: Trace + 'static> Gc<T> {
             let st = state();
             trigger::on_alloc(st);
             let h = TypeInfo::<T>::allocate(value);
-            // SAFETY: a fresh tracked object, in no list.
-            unsafe { track(st, h, 0) };
+            // SAFETY: a fresh tracked object, in no list; its flags are clear
+            // and its generation number is 0 from allocation.
+            unsafe { st.gens[0].push_back(Header::links(h)) };
             Gc::from_header(h)
         } else {
             Gc::from_header(TypeInfo::<T>::allocate(value))
@@ -329,25 +330,34 @@ pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
 /// Destroys an object whose strong count just reached zero: finalizer,
 /// weak callbacks, value, memory.
 ///
+/// `st` is the heap state for a tracked type (`None` for an untracked one,
+/// which never touches the heap's lists).
+///
 /// # Safety
 ///
 /// - `h` must be a box of `T` with a zero strong count, destroyed by no one
 ///   else.
-pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
+/// - `st` must be `Some` exactly when `T` is tracked, and a tracked
+///   destruction must run inside the trashcan (depth at least 1), so that the
+///   state cannot be freed while `st` is borrowed.
+#[inline]
+pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Option<&State>) {
+    debug_assert_eq!(st.is_some(), TypeInfo::<T>::TRACKED);
     // SAFETY: the allocation is alive until the implicit weak reference goes.
     let hdr = unsafe { h.as_ref() };
     if hdr.has(DROPPED) {
         // The collector dropped the value while `Drop` code kept a handle.
         // SAFETY: value already dropped, no strong handle left.
-        unsafe { release_weak(h) };
+        unsafe { release_weak::<T>(h) };
         return;
     }
     if T::HAS_FINALIZER && !hdr.has(FINALIZED) {
         hdr.set(FINALIZED);
-        let st = state();
-        if TypeInfo::<T>::TRACKED && !is_linked::<T>(h) {
-            // SAFETY: alive, and unlinked (it was parked by the trashcan).
-            unsafe { track(st, h, 0) };
+        if let Some(st) = st {
+            if !is_linked::<T>(h) {
+                // SAFETY: alive, and unlinked (it was parked by the trashcan).
+                unsafe { track(st, h, 0) };
+            }
         }
         // Revive for the call: the finalizer gets a real handle and may keep
         // a clone. Dropping this one comes back here, or not if it was kept.
@@ -356,30 +366,29 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
         T::finalize(&this);
         return;
     }
-    let hdr_had_callbacks = hdr.has(HAS_CALLBACKS);
-    let callback_panic = if hdr_had_callbacks {
+    let had_callbacks = hdr.has(HAS_CALLBACKS);
+    let callback_panic = if had_callbacks {
         // SAFETY: the object is alive with a zero strong count, so the
         // callbacks can only observe it as dead.
         unsafe { weak::fire_on_death(h) }
     } else {
         None
     };
-    if TypeInfo::<T>::TRACKED {
-        let st = state();
+    if let Some(st) = st {
         // SAFETY: alive, and no detection is running while a value is dying
         // (destruction never happens inside the detection passes).
         unsafe { untrack(st, h) };
         trigger::on_dealloc(st);
     }
-    hdr.set(DROPPED);
-    // SAFETY: DROPPED is set first so no handle can reach the value while or
-    // after it is dropped; no reference to it is alive since no strong handle
-    // is.
+    // No `DROPPED` mark is needed here: with the strong count at zero no
+    // handle exists that could dereference the value, and `upgrade` fails.
+    // SAFETY: no reference to the value is alive since no strong handle is,
+    // and this is its only destruction.
     unsafe {
         core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
-        release_weak(h);
+        release_weak::<T>(h);
     }
-    if !TypeInfo::<T>::TRACKED && hdr_had_callbacks {
+    if st.is_none() && had_callbacks {
         // Its registrations may have been the last thing in an exited
         // thread's heap. (Tracked objects reach `reap` through the trashcan.)
         crate::collector::reap();
@@ -390,16 +399,30 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
     }
 }
 
+/// [`drop_slow`] behind the vtable, for deferred destructions.
+///
+/// # Safety
+///
+/// - As for [`drop_slow`]; a tracked destruction must run inside the
+///   trashcan.
+pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
+    let st = TypeInfo::<T>::TRACKED.then(state);
+    // SAFETY: forwarded from the caller.
+    unsafe { drop_slow::<T>(h, st) }
+}
+
 /// Drops the implicit weak reference and frees the memory if it was the last.
 ///
 /// # Safety
 ///
-/// - The value must be dropped and the strong count zero.
-unsafe fn release_weak(h: NonNull<Header>) {
+/// - `h` must be a box of `T` whose value is dropped and whose strong count
+///   is zero.
+#[inline]
+unsafe fn release_weak<T: Trace + 'static>(h: NonNull<Header>) {
     // SAFETY: forwarded from the caller.
     unsafe {
         if h.as_ref().dec_weak(h) {
-            Header::deallocate(h);
+            TypeInfo::<T>::deallocate(h);
         }
     }
 }
@@ -428,11 +451,11 @@ impl<T: Trace + 'static> Drop for Gc<T> {
             if TypeInfo::<T>::TRACKED {
                 // SAFETY: the count just reached zero, so this is the only
                 // destruction.
-                unsafe { trashcan::release(self.ptr) };
+                unsafe { trashcan::release::<T>(self.ptr) };
             } else {
                 // SAFETY: as above; an untracked value holds no handle, so its
                 // destruction cannot cascade and needs no trashcan.
-                unsafe { drop_slow_erased::<T>(self.ptr) };
+                unsafe { drop_slow::<T>(self.ptr, None) };
             }
         }
     }

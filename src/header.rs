@@ -174,6 +174,19 @@ impl<T: Trace + 'static> TypeInfo<T> {
         }
     }
 
+    /// Frees a box of `T`, with the layout known at compile time.
+    ///
+    /// # Safety
+    ///
+    /// - As for [`Header::deallocate`], and the box must be a box of `T`.
+    #[inline]
+    pub(crate) unsafe fn deallocate(header: NonNull<Header>) {
+        // SAFETY: the box of `T` starts `HEADER_OFFSET` bytes before its
+        // header and was allocated with `LAYOUT`; the caller guarantees it is
+        // no longer used.
+        unsafe { dealloc_object(header.byte_sub(Self::HEADER_OFFSET).cast(), Self::LAYOUT) }
+    }
+
     /// # Safety
     ///
     /// - `header` must point to the header of a live allocation made by

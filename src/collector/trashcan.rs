@@ -18,6 +18,7 @@ use core::ptr::NonNull;
 use super::{state, State};
 
 use crate::header::Header;
+use crate::trace::Trace;
 
 /// Nested destructions allowed before deferring.
 ///
@@ -34,7 +35,8 @@ const MAX_DEPTH: usize = 64;
 ///
 /// - `header` must be a tracked object whose strong count is zero and that
 ///   no one else is destroying.
-pub(crate) unsafe fn release(header: NonNull<Header>) {
+#[inline]
+pub(crate) unsafe fn release<T: Trace + 'static>(header: NonNull<Header>) {
     let st = state();
     let depth = st.trash_depth.get();
     if depth >= MAX_DEPTH {
@@ -46,8 +48,8 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
     }
     st.trash_depth.set(depth + 1);
     let _depth = Depth(st);
-    // SAFETY: forwarded from the caller.
-    unsafe { (header.as_ref().vtable().drop_slow)(header) };
+    // SAFETY: forwarded from the caller; the depth is now at least 1.
+    unsafe { crate::gc::drop_slow::<T>(header, Some(st)) };
 }
 
 /// Restores the depth on the way out and, at the outermost level, empties the
@@ -60,8 +62,10 @@ impl Drop for Depth<'_> {
         self.0.trash_depth.set(depth);
         // While unwinding, a second panic from a deferred destructor would
         // abort; the queue is left for the next outermost destruction.
-        if depth == 0 && !std::thread::panicking() {
-            drain(self.0);
+        if depth == 0 {
+            if !self.0.trash.borrow().is_empty() && !std::thread::panicking() {
+                drain(self.0);
+            }
             if self.0.orphaned.get() {
                 super::reap();
             }
