@@ -204,11 +204,18 @@ impl<T: Trace + 'static> TypeInfo<T> {
 /// place.
 #[inline]
 fn alloc_object(layout: Layout) -> NonNull<u8> {
-    // SAFETY: the layout is never zero-sized: it contains a `Header`.
-    let raw = unsafe { std::alloc::alloc(layout) };
-    match NonNull::new(raw) {
-        Some(raw) => raw,
-        None => std::alloc::handle_alloc_error(layout),
+    #[cfg(feature = "pool")]
+    {
+        crate::pool::alloc(layout)
+    }
+    #[cfg(not(feature = "pool"))]
+    {
+        // SAFETY: the layout is never zero-sized: it contains a `Header`.
+        let raw = unsafe { std::alloc::alloc(layout) };
+        match NonNull::new(raw) {
+            Some(raw) => raw,
+            None => std::alloc::handle_alloc_error(layout),
+        }
     }
 }
 
@@ -218,8 +225,19 @@ fn alloc_object(layout: Layout) -> NonNull<u8> {
 ///   used afterwards.
 #[inline]
 unsafe fn dealloc_object(raw: NonNull<u8>, layout: Layout) {
+    // SAFETY: forwarded from the caller. With the pool: objects never leave
+    // their thread (`Gc` is `!Send`), so the block is freed on the thread
+    // that allocated it, and `raw` is derived from the pointer
+    // `alloc_object` returned.
+    #[cfg(feature = "pool")]
+    unsafe {
+        crate::pool::dealloc(raw, layout)
+    }
     // SAFETY: forwarded from the caller.
-    unsafe { std::alloc::dealloc(raw.as_ptr(), layout) }
+    #[cfg(not(feature = "pool"))]
+    unsafe {
+        std::alloc::dealloc(raw.as_ptr(), layout)
+    }
 }
 
 /// # Safety

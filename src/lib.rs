@@ -101,6 +101,9 @@ mod collector;
 mod control;
 mod gc;
 mod header;
+#[cfg(feature = "pool")]
+#[doc(hidden)]
+pub mod pool;
 mod primitive;
 mod trace;
 mod weak;
