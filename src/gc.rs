@@ -449,6 +449,15 @@ impl<T: Trace + 'static> Drop for Gc<T> {
             }
         } else {
             if TypeInfo::<T>::TRACKED {
+                if hdr.has(DROPPED) {
+                    // The collector dropped the value already (this was a
+                    // handle held by garbage, or kept by its `Drop` code):
+                    // only the memory is left, and freeing it cascades into
+                    // nothing, so the trashcan is not needed.
+                    // SAFETY: value dropped, no strong handle left.
+                    unsafe { release_weak::<T>(self.ptr) };
+                    return;
+                }
                 // SAFETY: the count just reached zero, so this is the only
                 // destruction.
                 unsafe { trashcan::release::<T>(self.ptr) };

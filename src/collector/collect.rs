@@ -37,9 +37,10 @@ use bumpalo::Bump;
 use smallvec::SmallVec;
 
 use super::list::List;
-use super::{dirty, passes, trashcan, trigger, State};
+use super::nodes::Nodes;
+use super::{dirty, passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
-use crate::header::{Header, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::header::{Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
 use crate::weak::Registration;
 
 /// Collects generation `gen` (0..=2) and everything younger. Returns the
@@ -102,16 +103,17 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 panics.keep(payload);
                 0
             }
-            Ok(()) => {
+            Ok(mut examined) => {
                 // SAFETY: detection succeeded and nothing ran since.
-                let survivors =
-                    unsafe { passes::partition(st, young, old, old_gen, &st.unreachable) };
+                let survivors = unsafe {
+                    passes::partition(st, young, &mut examined, old, old_gen, &st.unreachable)
+                };
                 // Everything in these generations was examined.
                 for c in &st.dirty[..=gen] {
                     c.set(0);
                 }
                 record_promotion(st, gen, old.len(), survivors);
-                destroy_garbage(st, old, old_gen, &arena, &mut panics)
+                destroy_garbage(st, old, old_gen, examined, &arena, &mut panics)
             }
         }
     };
@@ -219,32 +221,105 @@ fn each(list: &List, mut f: impl FnMut(NonNull<Header>, &Header)) {
     }
 }
 
-/// Steps a to e for the objects in `st.unreachable`. Returns how many were
-/// destroyed.
+/// Calls `f` on the header of every object of `nodes`, as a pointer with the
+/// provenance of the whole allocation. `f` must not free the object.
+fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Header)) {
+    walk::each(nodes, |node| {
+        // SAFETY: the nodes are links of live tracked objects, which `f`
+        // does not free.
+        unsafe {
+            let h = Header::from_links(node);
+            f(h, h.as_ref());
+        }
+    });
+}
+
+/// The marks every garbage object carries before the first value is dropped
+/// in step (e):
+/// - `DROPPED`: `Drop` code that reaches a peer gets a clear panic rather
+///   than a dropped value;
+/// - `DIRTY`, without being counted in `State::dirty`: garbage is never
+///   examined again, and with the mark already set the values dropped in (e)
+///   release handles to each other without `Gc::drop` visiting the counter.
+const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
+
+/// Steps a to e for the objects in `st.unreachable`, which `garbage` lists
+/// in list order. Returns how many were destroyed.
 fn destroy_garbage(
     st: &State,
     old: &List,
     old_gen: usize,
+    mut garbage: Nodes,
     arena: &Bump,
     panics: &mut Panics,
 ) -> usize {
-    let garbage = &st.unreachable;
+    let list = &st.unreachable;
     if garbage.is_empty() {
         return 0;
     }
-    // Hold, and (a) clear weak references. `Weak::upgrade` fails from here on.
-    each(garbage, |p, h| {
+    // Hold, and (a) clear weak references: `Weak::upgrade` fails from here
+    // on. Most garbage has neither weak callbacks nor finalizers; then no
+    // user code runs before the values are dropped, and the objects can be
+    // marked for (e) in the same walk. Otherwise those marks wait.
+    let mut user_code = false;
+    each_node(&garbage, |p, h| {
         h.inc_strong(p);
-        h.set(WEAK_CLEARED);
+        h.set(WEAK_CLEARED | FOR_DESTRUCTION);
+        user_code |= h.has(HAS_CALLBACKS) || (h.vtable().finalize.is_some() && !h.has(FINALIZED));
     });
+    if user_code {
+        each_node(&garbage, |_, h| h.clear(FOR_DESTRUCTION));
+        run_user_code(st, old, old_gen, &mut garbage, arena, panics);
+        each_node(&garbage, |_, h| h.set(FOR_DESTRUCTION));
+    }
 
+    // (e) Each object leaves the list, its value is dropped, and the
+    // collector's hold goes. Values dropped later may still release handles
+    // to objects freed earlier: the hold guarantees those are only freed
+    // once nothing refers to them, by the last such release.
+    let destroyed = garbage.len();
+    trashcan::scope(st, || {
+        walk::each(&garbage, |node| {
+            // SAFETY: `node` is linked in the garbage list and held, and
+            // `DROPPED` is set on every garbage object, so no handle
+            // dereferences the value any more and it is dropped exactly once,
+            // here. The header is only borrowed briefly, never across the
+            // deallocation.
+            unsafe {
+                let h = Header::from_links(node);
+                // Uncounted (see `FOR_DESTRUCTION`); a counted mark left by
+                // user code in (b)-(d) stays counted, which is harmless.
+                h.as_ref().clear(DIRTY);
+                list.remove(node);
+                trigger::on_dealloc(st);
+                panics.run(|| (h.as_ref().vtable().drop_value)(h));
+                if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
+                    Header::deallocate(h);
+                }
+            }
+        });
+    });
+    destroyed
+}
+
+/// Steps b to d, for garbage with weak callbacks or finalizers: user code
+/// runs, and may resurrect objects, which leave `garbage`.
+fn run_user_code(
+    st: &State,
+    old: &List,
+    old_gen: usize,
+    garbage: &mut Nodes,
+    arena: &Bump,
+    panics: &mut Panics,
+) {
+    let list = &st.unreachable;
     // (b)
     run_weak_callbacks(st, garbage, arena, panics);
 
-    // (c) The list cannot change under user code: its objects are held, and
+    // (c) The set cannot change under user code: its objects are held, and
     // only the collector unlinks them.
     let mut finalized = false;
-    each(garbage, |p, h| {
+    each_node(garbage, |p, h| {
         if let Some(finalize) = h.vtable().finalize {
             if !h.has(FINALIZED) {
                 h.set(FINALIZED);
@@ -254,63 +329,40 @@ fn destroy_garbage(
             }
         }
     });
-
-    // (d)
-    if finalized {
-        let resurrected = &st.resurrected;
-        // SAFETY: the garbage list is well formed and its values intact; the
-        // collector's hold is the `1` subtracted from every count.
-        match unsafe { passes::detect(garbage, 1, arena) } {
-            // SAFETY: detection succeeded and nothing ran since.
-            Ok(()) => unsafe {
-                passes::partition(st, garbage, resurrected, old_gen, garbage);
-            },
-            // A `Trace` panic leaves resurrection undecided: keep everything.
-            Err(payload) => {
-                panics.keep(payload);
-                each(garbage, |_, h| dirty::forget(st, h));
-                resurrected.append_all(garbage);
-                retag(resurrected, old_gen);
-            }
-        }
-        each(resurrected, |p, h| {
-            // Cannot reach zero: a resurrected object is referenced from
-            // outside the garbage or from another resurrected object. It is
-            // a loss of a reference, so the object is dirty again.
-            h.dec_strong(p);
-            h.set(DIRTY);
-        });
-        let d = &st.dirty[old_gen];
-        d.set(d.get() + resurrected.len());
-        old.append_all(resurrected);
+    if !finalized {
+        return;
     }
 
-    // (e)
-    let destroyed = garbage.len();
-    trashcan::scope(st, || {
-        each(garbage, |_, h| h.set(DROPPED));
-        each(garbage, |p, h| {
-            // SAFETY: `DROPPED` is set, so no handle dereferences the value
-            // any more and it is dropped exactly once, here; the collector's
-            // hold keeps the allocation alive meanwhile.
-            panics.run(|| unsafe { (h.vtable().drop_value)(p) });
-        });
-        while let Some(node) = garbage.first() {
-            // SAFETY: `node` is linked in `garbage`; its value is dropped and
-            // only the collector's hold and any handles stored by `Drop` code
-            // keep it.
-            unsafe {
-                let h = Header::from_links(node);
-                dirty::forget(st, h.as_ref());
-                garbage.remove(node);
-                trigger::on_dealloc(st);
-                if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
-                    Header::deallocate(h);
-                }
-            }
+    // (d)
+    let resurrected = &st.resurrected;
+    // SAFETY: the garbage list is well formed and its values intact; the
+    // collector's hold is the `1` subtracted from every count.
+    match unsafe { passes::detect(list, 1, arena) } {
+        // SAFETY: detection succeeded and nothing ran since.
+        Ok(mut examined) => unsafe {
+            passes::partition(st, list, &mut examined, resurrected, old_gen, list);
+            // `examined` now holds what is still garbage.
+            *garbage = examined;
+        },
+        // A `Trace` panic leaves resurrection undecided: keep everything.
+        Err(payload) => {
+            panics.keep(payload);
+            each(list, |_, h| dirty::forget(st, h));
+            resurrected.append_all(list);
+            retag(resurrected, old_gen);
+            garbage.truncate(0);
         }
+    }
+    each(resurrected, |p, h| {
+        // Cannot reach zero: a resurrected object is referenced from outside
+        // the garbage or from another resurrected object. It is a loss of a
+        // reference, so the object is dirty again.
+        h.dec_strong(p);
+        h.set(DIRTY);
     });
-    destroyed
+    let d = &st.dirty[old_gen];
+    d.set(d.get() + resurrected.len());
+    old.append_all(resurrected);
 }
 
 /// The registrations taken from one garbage object.
@@ -318,9 +370,9 @@ type Registrations = SmallVec<[Rc<Registration>; 1]>;
 
 /// Step b. Takes the weak-callback registrations of every garbage object,
 /// decides which registrations are garbage themselves, and runs the others.
-fn run_weak_callbacks(st: &State, garbage: &List, arena: &Bump, panics: &mut Panics) {
+fn run_weak_callbacks(st: &State, garbage: &[NonNull<Links>], arena: &Bump, panics: &mut Panics) {
     let mut batch: BumpVec<'_, (NonNull<Header>, Registrations)> = BumpVec::new_in(arena);
-    each(garbage, |p, h| {
+    each_node(garbage, |p, h| {
         if h.has(HAS_CALLBACKS) {
             if let Some(regs) = crate::weak::take_registrations(st, p) {
                 for r in &regs {

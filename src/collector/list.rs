@@ -135,14 +135,11 @@ impl List {
         from.len.set(0);
     }
 
-    /// Detaches the whole chain and leaves the list empty. The detached nodes
-    /// keep their `next` pointers; the last one points at this sentinel.
-    /// Returns the first node.
-    pub(crate) fn take_chain(&self) -> Option<NonNull<Links>> {
-        let first = self.first();
+    /// Leaves the list empty without touching its nodes, whose links are
+    /// stale from here on: for a caller that relinks every one of them.
+    pub(crate) fn forget_all(&self) {
         self.init();
         self.len.set(0);
-        first
     }
 
     /// Rebuilds the `prev` pointers from the `next` chain and recounts. Used

@@ -6,13 +6,17 @@
 //! - [`trigger`]: when automatic collections run (thresholds, long-lived rule).
 //! - [`trashcan`]: stack-safe destruction of long chains.
 //! - [`dirty`]: skipping collections that cannot find garbage.
+//! - [`nodes`]: the array of examined objects.
+//! - [`walk`]: visiting the examined objects without waiting on memory.
 
 pub(crate) mod collect;
 pub(crate) mod dirty;
 pub(crate) mod list;
+pub(crate) mod nodes;
 pub(crate) mod passes;
 pub(crate) mod trashcan;
 pub(crate) mod trigger;
+pub(crate) mod walk;
 
 use core::ptr::{self, NonNull};
 use std::rc::Rc;

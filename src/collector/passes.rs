@@ -25,7 +25,8 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 
 use super::list::List;
-use super::{dirty, State};
+use super::nodes::Nodes;
+use super::{dirty, walk, State};
 use crate::header::{Header, Links};
 use crate::trace::Tracer;
 use crate::weak::Registration;
@@ -54,25 +55,6 @@ fn set_scratch(links: &Links, word: usize) {
     links.prev.set(ptr::without_provenance(word));
 }
 
-/// Calls `f` on every node of `list`, following `next` only.
-///
-/// # Safety
-///
-/// - `list`'s `next` chain must be intact and `f` must not unlink nodes.
-unsafe fn for_each(list: &List, mut f: impl FnMut(NonNull<Links>)) {
-    let end = list.sentinel();
-    let mut cur = list.first();
-    while let Some(node) = cur {
-        if node == end {
-            break;
-        }
-        // SAFETY: read before `f` runs; `f` does not unlink, so it stays valid.
-        let next = unsafe { node.as_ref() }.next.get();
-        f(node);
-        cur = NonNull::new(next.cast_mut());
-    }
-}
-
 /// Trace the object behind `links` with `visit`.
 ///
 /// # Safety
@@ -88,7 +70,8 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
     }
 }
 
-/// `gc_refs = strong - hold`, and mark every object as in the set.
+/// `gc_refs = strong - hold`, and mark every object as in the set. Returns
+/// the objects in list order.
 ///
 /// `hold` is the number of references the collector itself owns on each
 /// object (1 while it holds the garbage, 0 otherwise).
@@ -96,15 +79,32 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 /// # Safety
 ///
 /// - `list` must be a well-formed list of live tracked objects.
-pub(crate) unsafe fn update_refs(list: &List, hold: usize) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        for_each(list, |node| {
+pub(crate) unsafe fn update_refs(list: &List, hold: usize) -> Nodes {
+    // The objects a detection examines, in list order, so that the later
+    // passes need not chase links (see `walk`).
+    let mut nodes = Nodes::with_capacity(list.len());
+    let end = list.sentinel();
+    let mut cur = list.first();
+    while let Some(node) = cur.filter(|n| *n != end) {
+        // SAFETY: forwarded from the caller: the `next` chain leads through
+        // live tracked objects back to the sentinel, and only `prev` is
+        // rewritten here.
+        unsafe {
+            let l = node.as_ref();
+            let next = l.next.get();
+            // The chase is the one walk that cannot look ahead; at least
+            // start on the next object's lines while this one is handled.
+            if let Some(n) = NonNull::new(next.cast_mut()) {
+                walk::prefetch(n);
+            }
             let header = Header::from_links(node);
             let refs = header.as_ref().strong(header).saturating_sub(hold);
-            set_scratch(node.as_ref(), (refs.min(MAX_REFS) << SHIFT) | COLLECTING);
-        })
+            set_scratch(l, (refs.min(MAX_REFS) << SHIFT) | COLLECTING);
+            nodes.push(node);
+            cur = NonNull::new(next.cast_mut());
+        }
     }
+    nodes
 }
 
 struct Subtract;
@@ -134,10 +134,10 @@ impl Visit for Subtract {
 ///
 /// # Safety
 ///
-/// - `update_refs` must have run on `list`.
-pub(crate) unsafe fn subtract_refs(list: &List) {
-    // SAFETY: the list's objects are alive and unmodified since update_refs.
-    unsafe { for_each(list, |node| trace(node, &mut Subtract)) }
+/// - `nodes` must be what `update_refs` returned.
+pub(crate) unsafe fn subtract_refs(nodes: &[NonNull<Links>]) {
+    // SAFETY: the objects are alive and unmodified since update_refs.
+    walk::each(nodes, |node| unsafe { trace(node, &mut Subtract) })
 }
 
 struct Mark<'a, 'b> {
@@ -166,26 +166,25 @@ impl Visit for Mark<'_, '_> {
 ///
 /// # Safety
 ///
-/// - `subtract_refs` must have run on `list`.
-pub(crate) unsafe fn mark(list: &List, arena: &Bump) {
+/// - `subtract_refs` must have run on `nodes`.
+pub(crate) unsafe fn mark(nodes: &[NonNull<Links>], arena: &Bump) {
     let mut work = BumpVec::new_in(arena);
-    // SAFETY: the list's objects are alive; marking only rewrites scratch bits.
-    unsafe {
-        for_each(list, |node| {
-            let l = node.as_ref();
-            let word = scratch(l);
-            if word & REACHED == 0 && word >> SHIFT > 0 {
-                set_scratch(l, word | REACHED);
-                work.push(node);
-                while let Some(next) = work.pop() {
-                    trace(next, &mut Mark { work: &mut work });
-                }
+    // SAFETY: the objects are alive; marking only rewrites scratch bits.
+    walk::each(nodes, |node| unsafe {
+        let l = node.as_ref();
+        let word = scratch(l);
+        if word & REACHED == 0 && word >> SHIFT > 0 {
+            set_scratch(l, word | REACHED);
+            work.push(node);
+            while let Some(next) = work.pop() {
+                trace(next, &mut Mark { work: &mut work });
             }
-        })
-    }
+        }
+    })
 }
 
 /// Runs the three passes, relinking `list` if a `Trace` impl panics.
+/// Returns the examined objects, in list order, for [`partition`].
 ///
 /// # Safety
 ///
@@ -195,14 +194,15 @@ pub(crate) unsafe fn detect(
     list: &List,
     hold: usize,
     arena: &Bump,
-) -> Result<(), Box<dyn core::any::Any + Send>> {
+) -> Result<Nodes, Box<dyn core::any::Any + Send>> {
     let run = core::panic::AssertUnwindSafe(|| {
         // SAFETY: forwarded from the caller; each pass's precondition is the
         // previous pass.
         unsafe {
-            update_refs(list, hold);
-            subtract_refs(list);
-            mark(list, arena);
+            let nodes = update_refs(list, hold);
+            subtract_refs(&nodes);
+            mark(&nodes, arena);
+            nodes
         }
     });
     std::panic::catch_unwind(run).inspect_err(|_| list.relink())
@@ -211,27 +211,35 @@ pub(crate) unsafe fn detect(
 /// Splits the examined `list` into the reached objects, appended to
 /// `reached_to` with generation `reached_gen`, and the rest, appended to
 /// `unreached_to`. Restores real `prev` pointers and clears the `DIRTY`
-/// marks of everything examined. Returns how many were reached.
+/// marks of everything examined. Leaves in `nodes` only the unreached
+/// objects, in their new list order. Returns how many were reached.
 ///
 /// # Safety
 ///
-/// - `detect` must have succeeded on `list`; no user code may have run since.
+/// - `detect` must have succeeded on `list` and returned `nodes`; no user
+///   code may have run since.
 /// - `reached_to` and `unreached_to` must be well formed; either may be `list`.
 pub(crate) unsafe fn partition(
     st: &State,
     list: &List,
+    nodes: &mut Nodes,
     reached_to: &List,
     reached_gen: usize,
     unreached_to: &List,
 ) -> usize {
-    let end = list.sentinel();
-    let mut cur = list.take_chain();
+    // Every node of `list` is in `nodes` and is relinked below, so the list
+    // can start over empty.
+    list.forget_all();
     let mut reached = 0;
-    while let Some(node) = cur.filter(|n| *n != end) {
-        // SAFETY: the detached chain still leads through live nodes to `end`;
-        // `next` is read before `push_back` overwrites it.
+    let mut kept = 0;
+    for i in 0..nodes.len() {
+        let node = nodes[i];
+        if let Some(&ahead) = nodes.get(i + walk::AHEAD) {
+            walk::prefetch(ahead);
+        }
+        // SAFETY: examined objects are alive; each is pushed exactly once,
+        // which overwrites the scratch word with a real `prev`.
         unsafe {
-            let next = node.as_ref().next.get();
             let header = Header::from_links(node).as_ref();
             // Examined: whatever it lost before no longer matters.
             dirty::forget(st, header);
@@ -241,10 +249,12 @@ pub(crate) unsafe fn partition(
                 reached_to.push_back(node);
             } else {
                 unreached_to.push_back(node);
+                nodes[kept] = node;
+                kept += 1;
             }
-            cur = NonNull::new(next.cast_mut());
         }
     }
+    nodes.truncate(kept);
     reached
 }
 
@@ -263,9 +273,8 @@ impl Visit for WeakScan {
 ///
 /// # Safety
 ///
-/// - `list` must be a well-formed list of live tracked objects with intact
-///   values.
-pub(crate) unsafe fn count_weak_handles(list: &List) {
+/// - `nodes` must be live tracked objects with intact values.
+pub(crate) unsafe fn count_weak_handles(nodes: &[NonNull<Links>]) {
     // SAFETY: forwarded from the caller; this visitor writes no scratch word.
-    unsafe { for_each(list, |node| trace(node, &mut WeakScan)) }
+    walk::each(nodes, |node| unsafe { trace(node, &mut WeakScan) })
 }

@@ -1,0 +1,231 @@
+//! The array of examined objects, kept outside the allocator's heap when it
+//! is large.
+//!
+//! A full collection of a million objects needs an 8 MB array (see
+//! [`walk`](super::walk)). Taking that from the global allocator looks free
+//! but is not with glibc: freeing a block of 64 KiB or more makes glibc merge
+//! every small free block it caches (here: the garbage the collection just
+//! freed) and hand the merged memory back to the kernel, so the next program
+//! phase faults all of it in again. On the pairs workload that cost 14 ns per
+//! object, a third of the whole collection. A large array is therefore
+//! mapped from the kernel directly and unmapped afterwards, which glibc never
+//! sees; a small one (any young collection) is an ordinary allocation.
+
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+use std::alloc::{self, Layout};
+
+use crate::header::Links;
+
+type Node = NonNull<Links>;
+
+/// Arrays of at least this many bytes are mapped, when the platform allows.
+///
+/// Invariant: below glibc's 64 KiB consolidation threshold, so that no
+/// heap-allocated array can trigger the merge described above.
+const MAP_MIN_BYTES: usize = 32 << 10;
+
+/// A growable array of nodes (they are `Copy` and need no drop).
+pub(crate) struct Nodes {
+    ptr: NonNull<Node>,
+    len: usize,
+    cap: usize,
+    mapped: bool,
+}
+
+impl Nodes {
+    /// An empty array with room for `cap` nodes.
+    pub(crate) fn with_capacity(cap: usize) -> Self {
+        let (ptr, mapped) = obtain(cap.max(1));
+        Nodes {
+            ptr,
+            len: 0,
+            cap: cap.max(1),
+            mapped,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, node: Node) {
+        if self.len == self.cap {
+            self.grow();
+        }
+        // SAFETY: `len < cap`, and the buffer holds `cap` slots.
+        unsafe { self.ptr.as_ptr().add(self.len).write(node) };
+        self.len += 1;
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let mut bigger = Nodes::with_capacity(self.cap * 2);
+        // SAFETY: both buffers are valid for `len` slots and distinct.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), bigger.ptr.as_ptr(), self.len);
+        }
+        bigger.len = self.len;
+        *self = bigger;
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl Deref for Nodes {
+    type Target = [Node];
+
+    #[inline]
+    fn deref(&self) -> &[Node] {
+        // SAFETY: the first `len` slots are initialised.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl DerefMut for Nodes {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [Node] {
+        // SAFETY: as in `deref`, and `&mut self` is unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        // SAFETY: the buffer came from `obtain(self.cap)` with this `mapped`.
+        unsafe { release(self.ptr, self.cap, self.mapped) }
+    }
+}
+
+fn layout(cap: usize) -> Layout {
+    Layout::array::<Node>(cap).unwrap_or_else(|_| capacity_overflow())
+}
+
+#[cold]
+fn capacity_overflow() -> ! {
+    panic!("gencc: too many objects for the collector's scratch array")
+}
+
+/// A buffer for `cap > 0` nodes, and whether it was mapped.
+fn obtain(cap: usize) -> (NonNull<Node>, bool) {
+    let layout = layout(cap);
+    if layout.size() >= MAP_MIN_BYTES {
+        if let Some(p) = map(layout.size()) {
+            return (p, true);
+        }
+    }
+    // SAFETY: `cap > 0`, so the layout has a nonzero size.
+    let raw = unsafe { alloc::alloc(layout) };
+    match NonNull::new(raw.cast::<Node>()) {
+        Some(p) => (p, false),
+        None => alloc::handle_alloc_error(layout),
+    }
+}
+
+/// # Safety
+///
+/// - `ptr` must come from `obtain(cap)`, which said `mapped`, and not have
+///   been released yet.
+unsafe fn release(ptr: NonNull<Node>, cap: usize, mapped: bool) {
+    if mapped {
+        // SAFETY: forwarded from the caller.
+        unsafe { unmap(ptr, layout(cap).size()) };
+    } else {
+        // SAFETY: forwarded from the caller: allocated with this layout.
+        unsafe { alloc::dealloc(ptr.as_ptr().cast(), layout(cap)) };
+    }
+}
+
+#[cfg(all(unix, not(miri)))]
+fn map(size: usize) -> Option<NonNull<Node>> {
+    #[cfg(target_os = "linux")]
+    const FLAGS: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+    #[cfg(not(target_os = "linux"))]
+    const FLAGS: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    // SAFETY: an anonymous private mapping at an address of the kernel's
+    // choosing touches no existing memory.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            FLAGS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        None
+    } else {
+        // Page-aligned, hence aligned for `Node`.
+        NonNull::new(p.cast())
+    }
+}
+
+#[cfg(not(all(unix, not(miri))))]
+fn map(_size: usize) -> Option<NonNull<Node>> {
+    None
+}
+
+/// # Safety
+///
+/// - `ptr` must be a live mapping of `size` bytes made by [`map`].
+#[cfg(all(unix, not(miri)))]
+unsafe fn unmap(ptr: NonNull<Node>, size: usize) {
+    // SAFETY: forwarded from the caller. A failure leaves the mapping in
+    // place: a leak of scratch memory, never unsoundness.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), size) };
+}
+
+/// # Safety
+///
+/// - Never called: [`map`] never maps here.
+#[cfg(not(all(unix, not(miri))))]
+unsafe fn unmap(_ptr: NonNull<Node>, _size: usize) {
+    unreachable!("no mapping is made on this platform")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(i: usize) -> Node {
+        // Never dereferenced: only stored and compared.
+        NonNull::new(core::ptr::without_provenance_mut(8 * (i + 1))).unwrap()
+    }
+
+    #[test]
+    fn grows_past_its_capacity_and_keeps_order() {
+        let mut v = Nodes::with_capacity(3);
+        for i in 0..100 {
+            v.push(node(i));
+        }
+        assert_eq!(v.len(), 100);
+        assert!(v.iter().enumerate().all(|(i, n)| *n == node(i)));
+        v[5] = node(99);
+        v.truncate(6);
+        assert_eq!(&v[4..], &[node(4), node(99)]);
+    }
+
+    #[test]
+    fn a_large_array_is_usable_whatever_backs_it() {
+        // 64 Ki nodes = 512 KiB: mapped where the platform allows.
+        let n = 1 << 16;
+        let mut v = Nodes::with_capacity(n);
+        assert!(v.is_empty());
+        for i in 0..n {
+            v.push(node(i));
+        }
+        assert_eq!(v[n - 1], node(n - 1));
+        assert_eq!(
+            v.iter().filter(|p| p.as_ptr().addr() % 16 == 0).count(),
+            n / 2
+        );
+    }
+
+    #[test]
+    fn zero_capacity_is_allowed() {
+        let mut v = Nodes::with_capacity(0);
+        v.push(node(0));
+        assert_eq!(&v[..], &[node(0)]);
+    }
+}
