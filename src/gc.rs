@@ -448,26 +448,39 @@ impl<T: Trace + 'static> Drop for Gc<T> {
                 unsafe { dirty::mark(self.ptr) };
             }
         } else {
-            if TypeInfo::<T>::TRACKED {
-                if hdr.has(DROPPED) {
-                    // The collector dropped the value already (this was a
-                    // handle held by garbage, or kept by its `Drop` code):
-                    // only the memory is left, and freeing it cascades into
-                    // nothing, so the trashcan is not needed.
-                    // SAFETY: value dropped, no strong handle left.
-                    unsafe { release_weak::<T>(self.ptr) };
-                    return;
-                }
-                // SAFETY: the count just reached zero, so this is the only
-                // destruction.
-                unsafe { trashcan::release::<T>(self.ptr) };
-            } else {
-                // SAFETY: as above; an untracked value holds no handle, so its
-                // destruction cannot cascade and needs no trashcan.
-                unsafe { drop_slow::<T>(self.ptr, None) };
-            }
+            // SAFETY: the count just reached zero, so this is the only
+            // destruction.
+            unsafe { destroy::<T>(self.ptr) };
         }
     }
+}
+
+/// The last strong handle to `h` is gone. Kept out of line, as `Rc` does, so
+/// that `Gc::drop` stays a decrement and a test wherever it is inlined.
+///
+/// # Safety
+///
+/// - `h` must be a box of `T` whose strong count just reached zero, and that
+///   no one else is destroying.
+#[inline(never)]
+unsafe fn destroy<T: Trace + 'static>(h: NonNull<Header>) {
+    if !TypeInfo::<T>::TRACKED {
+        // SAFETY: forwarded from the caller; an untracked value holds no
+        // handle, so its destruction cannot cascade and needs no trashcan.
+        unsafe { drop_slow::<T>(h, None) };
+        return;
+    }
+    // SAFETY: the allocation is alive until the implicit weak reference goes.
+    if unsafe { h.as_ref() }.has(DROPPED) {
+        // The collector dropped the value already (this was a handle held by
+        // garbage, or kept by its `Drop` code): only the memory is left, and
+        // freeing it cascades into nothing, so the trashcan is not needed.
+        // SAFETY: value dropped, no strong handle left.
+        unsafe { release_weak::<T>(h) };
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { trashcan::release::<T>(h) };
 }
 
 impl<T: Trace + 'static> Clone for Gc<T> {
