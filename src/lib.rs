@@ -58,7 +58,7 @@
 //! # Deep structures
 //!
 //! Nothing in the crate recurses in the size of the object graph. The
-//! collector's passes walk lists and an explicit stack, and dropping the head
+//! collector's passes walk lists, arrays and an explicit stack, and dropping the head
 //! of a million-node list defers each destruction past a small depth to a
 //! queue that the outermost one empties (CPython's "trashcan").
 //!
