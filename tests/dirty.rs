@@ -116,3 +116,32 @@ fn frozen_dirt_is_not_lost_by_unfreezing() {
     drop(a);
     assert_eq!(gencc::collect(), 2, "the dirt moved with the objects");
 }
+
+#[test]
+fn destroyed_garbage_leaves_no_dirt_behind() {
+    let live = tree(3);
+    gencc::collect();
+    // A two-node cycle: destroying it drops each value's handle to the
+    // other, which must not count as a loss in a live generation.
+    let a = leaf();
+    let b = parent(vec![a.clone()]);
+    a.children.borrow_mut().push(b.clone());
+    drop((a, b));
+    assert_eq!(gencc::collect(), 2);
+    let before = traced();
+    assert_eq!(gencc::collect(), 0);
+    assert_eq!(traced(), before, "a collection searched a clean heap");
+    // And a garbage value releasing a live object does count.
+    let c = leaf();
+    let d = parent(vec![c.clone(), live.clone()]);
+    c.children.borrow_mut().push(d.clone());
+    drop((c, d));
+    assert_eq!(gencc::collect(), 2);
+    let before = traced();
+    assert_eq!(gencc::collect(), 0);
+    assert!(
+        traced() > before,
+        "the live node that lost a reference was not searched"
+    );
+    drop(live);
+}
