@@ -38,6 +38,7 @@ use smallvec::SmallVec;
 
 use super::list::List;
 use super::nodes::Nodes;
+use super::passes::Set;
 use super::{dirty, passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
 use crate::header::{Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
@@ -96,7 +97,7 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         }
         // SAFETY: `young` is a well-formed list of live tracked objects, and
         // no other detection is running (`collecting` was clear).
-        match unsafe { passes::detect(young, 0, &arena) } {
+        match unsafe { passes::detect(young, Set::Generations(gen), &arena) } {
             Err(payload) => {
                 retag(young, gen);
                 dirty::move_counts(st, &(0..gen).collect::<Vec<_>>(), gen);
@@ -104,16 +105,37 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 0
             }
             Ok(mut examined) => {
-                // SAFETY: detection succeeded and nothing ran since.
+                // Hold, and (a) clear weak references, as the garbage is
+                // found: `Weak::upgrade` fails from here on. Most garbage has
+                // neither weak callbacks nor finalizers; then no user code
+                // runs before the values are dropped, and the objects can be
+                // marked for (e) at once. Otherwise those marks wait.
+                let mut user_code = false;
+                let hold = |p: NonNull<Header>, h: &Header| {
+                    h.inc_strong(p);
+                    h.set(WEAK_CLEARED | FOR_DESTRUCTION);
+                    user_code |= h.has(HAS_CALLBACKS)
+                        || (h.vtable().finalize.is_some() && !h.has(FINALIZED));
+                };
+                // SAFETY: detection succeeded and nothing ran since; `hold`
+                // neither frees nor unlinks.
                 let survivors = unsafe {
-                    passes::partition(st, young, &mut examined, old, old_gen, &st.unreachable)
+                    passes::partition(
+                        st,
+                        young,
+                        &mut examined,
+                        old,
+                        old_gen,
+                        &st.unreachable,
+                        hold,
+                    )
                 };
                 // Everything in these generations was examined.
                 for c in &st.dirty[..=gen] {
                     c.set(0);
                 }
                 record_promotion(st, gen, old.len(), survivors);
-                destroy_garbage(st, old, old_gen, examined, &arena, &mut panics)
+                destroy_garbage(st, old, old_gen, examined, user_code, &arena, &mut panics)
             }
         }
     };
@@ -243,13 +265,17 @@ fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Heade
 ///   release handles to each other without `Gc::drop` visiting the counter.
 const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
 
-/// Steps a to e for the objects in `st.unreachable`, which `garbage` lists
-/// in list order. Returns how many were destroyed.
+/// Steps b to e for the objects in `st.unreachable`, which `garbage` lists
+/// in list order and on which the collector already holds a reference, with
+/// weak references cleared and the marks of [`FOR_DESTRUCTION`] set.
+/// `user_code`: whether any of them has weak callbacks or a finalizer to run.
+/// Returns how many were destroyed.
 fn destroy_garbage(
     st: &State,
     old: &List,
     old_gen: usize,
     mut garbage: Nodes,
+    user_code: bool,
     arena: &Bump,
     panics: &mut Panics,
 ) -> usize {
@@ -257,16 +283,7 @@ fn destroy_garbage(
     if garbage.is_empty() {
         return 0;
     }
-    // Hold, and (a) clear weak references: `Weak::upgrade` fails from here
-    // on. Most garbage has neither weak callbacks nor finalizers; then no
-    // user code runs before the values are dropped, and the objects can be
-    // marked for (e) in the same walk. Otherwise those marks wait.
-    let mut user_code = false;
-    each_node(&garbage, |p, h| {
-        h.inc_strong(p);
-        h.set(WEAK_CLEARED | FOR_DESTRUCTION);
-        user_code |= h.has(HAS_CALLBACKS) || (h.vtable().finalize.is_some() && !h.has(FINALIZED));
-    });
+    // The hold and step (a) were taken as `partition` found the garbage.
     if user_code {
         each_node(&garbage, |_, h| h.clear(FOR_DESTRUCTION));
         run_user_code(st, old, old_gen, &mut garbage, arena, panics);
@@ -337,10 +354,18 @@ fn run_user_code(
     let resurrected = &st.resurrected;
     // SAFETY: the garbage list is well formed and its values intact; the
     // collector's hold is the `1` subtracted from every count.
-    match unsafe { passes::detect(list, 1, arena) } {
+    match unsafe { passes::detect(list, Set::Garbage, arena) } {
         // SAFETY: detection succeeded and nothing ran since.
         Ok(mut examined) => unsafe {
-            passes::partition(st, list, &mut examined, resurrected, old_gen, list);
+            passes::partition(
+                st,
+                list,
+                &mut examined,
+                resurrected,
+                old_gen,
+                list,
+                |_, _| {},
+            );
             // `examined` now holds what is still garbage.
             *garbage = examined;
         },
