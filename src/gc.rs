@@ -345,6 +345,21 @@ pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Optio
     debug_assert_eq!(st.is_some(), TypeInfo::<T>::TRACKED);
     // SAFETY: the allocation is alive until the implicit weak reference goes.
     let hdr = unsafe { h.as_ref() };
+    if !T::HAS_FINALIZER && !hdr.has(DROPPED | HAS_CALLBACKS) {
+        // The common death: no finalizer, no callback, value intact.
+        if let Some(st) = st {
+            // SAFETY: as below.
+            unsafe { untrack(st, h) };
+            trigger::on_dealloc(st);
+        }
+        // SAFETY: no strong handle is left, so no reference to the value is
+        // alive, and this is its only destruction.
+        unsafe {
+            core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
+            release_weak::<T>(h);
+        }
+        return;
+    }
     if hdr.has(DROPPED) {
         // The collector dropped the value while `Drop` code kept a handle.
         // SAFETY: value already dropped, no strong handle left.
@@ -465,6 +480,18 @@ impl<T: Trace + 'static> Drop for Gc<T> {
 #[inline(never)]
 unsafe fn destroy<T: Trace + 'static>(h: NonNull<Header>) {
     if !TypeInfo::<T>::TRACKED {
+        // SAFETY: the allocation is alive until the implicit weak reference
+        // goes.
+        if !T::HAS_FINALIZER && !unsafe { h.as_ref() }.has(HAS_CALLBACKS) {
+            // Nothing to run but the value's own `Drop`: `Rc`'s path.
+            // SAFETY: no strong handle is left, so no reference to the value
+            // is alive, and this is its only destruction.
+            unsafe {
+                core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
+                release_weak::<T>(h);
+            }
+            return;
+        }
         // SAFETY: forwarded from the caller; an untracked value holds no
         // handle, so its destruction cannot cascade and needs no trashcan.
         unsafe { drop_slow::<T>(h, None) };
