@@ -95,9 +95,10 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         for younger in &st.gens[..gen] {
             young.append_all(younger);
         }
+        let spare = st.spare_nodes.take();
         // SAFETY: `young` is a well-formed list of live tracked objects, and
         // no other detection is running (`collecting` was clear).
-        match unsafe { passes::detect(young, Set::Generations(gen), &arena) } {
+        match unsafe { passes::detect(young, Set::Generations(gen), spare, &arena) } {
             Err(payload) => {
                 retag(young, gen);
                 dirty::move_counts(st, &(0..gen).collect::<Vec<_>>(), gen);
@@ -135,7 +136,19 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                     c.set(0);
                 }
                 record_promotion(st, gen, old.len(), survivors);
-                destroy_garbage(st, old, old_gen, examined, user_code, &arena, &mut panics)
+                let found = destroy_garbage(
+                    st,
+                    old,
+                    old_gen,
+                    &mut examined,
+                    user_code,
+                    &arena,
+                    &mut panics,
+                );
+                if examined.worth_keeping() {
+                    st.spare_nodes.set(Some(examined));
+                }
+                found
             }
         }
     };
@@ -274,7 +287,7 @@ fn destroy_garbage(
     st: &State,
     old: &List,
     old_gen: usize,
-    mut garbage: Nodes,
+    garbage: &mut Nodes,
     user_code: bool,
     arena: &Bump,
     panics: &mut Panics,
@@ -285,9 +298,9 @@ fn destroy_garbage(
     }
     // The hold and step (a) were taken as `partition` found the garbage.
     if user_code {
-        each_node(&garbage, |_, h| h.clear(FOR_DESTRUCTION));
-        run_user_code(st, old, old_gen, &mut garbage, arena, panics);
-        each_node(&garbage, |_, h| h.set(FOR_DESTRUCTION));
+        each_node(garbage, |_, h| h.clear(FOR_DESTRUCTION));
+        run_user_code(st, old, old_gen, garbage, arena, panics);
+        each_node(garbage, |_, h| h.set(FOR_DESTRUCTION));
     }
 
     // (e) Each object leaves the list, its value is dropped, and the
@@ -296,7 +309,7 @@ fn destroy_garbage(
     // once nothing refers to them, by the last such release.
     let destroyed = garbage.len();
     trashcan::scope(st, || {
-        walk::each(&garbage, |node| {
+        walk::each(garbage, |node| {
             // SAFETY: `node` is linked in the garbage list and held, and
             // `DROPPED` is set on every garbage object, so no handle
             // dereferences the value any more and it is dropped exactly once,
@@ -354,7 +367,7 @@ fn run_user_code(
     let resurrected = &st.resurrected;
     // SAFETY: the garbage list is well formed and its values intact; the
     // collector's hold is the `1` subtracted from every count.
-    match unsafe { passes::detect(list, Set::Garbage, arena) } {
+    match unsafe { passes::detect(list, Set::Garbage, None, arena) } {
         // SAFETY: detection succeeded and nothing ran since.
         Ok(mut examined) => unsafe {
             passes::partition(

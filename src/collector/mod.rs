@@ -78,6 +78,9 @@ pub(crate) struct State {
     pub(crate) trash: RefCell<Vec<NonNull<Header>>>,
     /// Scratch memory of the collection in progress, reused between them.
     pub(crate) arena: Cell<Option<Box<Bump>>>,
+    /// The array of examined objects of the last small collection, kept for
+    /// the next one (see [`nodes`]).
+    pub(crate) spare_nodes: Cell<Option<nodes::Nodes>>,
     /// The thread is exiting and its exit guard has run: free the state as
     /// soon as it is empty (see [`reap`]).
     pub(crate) orphaned: Cell<bool>,
@@ -113,6 +116,7 @@ impl State {
             trash_depth: Cell::new(0),
             trash: RefCell::new(Vec::new()),
             arena: Cell::new(None),
+            spare_nodes: Cell::new(None),
             orphaned: Cell::new(false),
         }));
         // SAFETY: just allocated, and never moved again.

@@ -80,10 +80,10 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 /// # Safety
 ///
 /// - `list` must be a well-formed list of live tracked objects.
-pub(crate) unsafe fn update_refs(list: &List, hold: usize) -> Nodes {
+pub(crate) unsafe fn update_refs(list: &List, hold: usize, spare: Option<Nodes>) -> Nodes {
     // The objects a detection examines, in list order, so that the later
     // passes need not chase links (see `walk`).
-    let mut nodes = Nodes::with_capacity(list.len());
+    let mut nodes = Nodes::reuse(spare, list.len());
     let end = list.sentinel();
     let mut cur = list.first();
     while let Some(node) = cur.filter(|n| *n != end) {
@@ -198,9 +198,12 @@ pub(crate) enum Set {
 ///
 /// - `list` must be a well-formed list of live tracked objects, none of which
 ///   is in the middle of another detection, and `set` must describe it.
+///
+/// `spare`: an array to reuse for the examined objects, if it is big enough.
 pub(crate) unsafe fn detect(
     list: &List,
     set: Set,
+    spare: Option<Nodes>,
     arena: &Bump,
 ) -> Result<Nodes, Box<dyn core::any::Any + Send>> {
     let run = core::panic::AssertUnwindSafe(|| {
@@ -208,9 +211,9 @@ pub(crate) unsafe fn detect(
         // previous pass.
         unsafe {
             let nodes = match set {
-                Set::Generations(max_gen) => update_and_subtract(list, max_gen),
+                Set::Generations(max_gen) => update_and_subtract(list, max_gen, spare),
                 Set::Garbage => {
-                    let nodes = update_refs(list, 1);
+                    let nodes = update_refs(list, 1, spare);
                     subtract_refs(&nodes);
                     nodes
                 }
@@ -236,8 +239,8 @@ pub(crate) unsafe fn detect(
 ///
 /// - `list` must be a well-formed list of live tracked objects holding
 ///   exactly the linked objects whose generation number is at most `max_gen`.
-unsafe fn update_and_subtract(list: &List, max_gen: usize) -> Nodes {
-    let mut nodes = Nodes::with_capacity(list.len());
+unsafe fn update_and_subtract(list: &List, max_gen: usize, spare: Option<Nodes>) -> Nodes {
+    let mut nodes = Nodes::reuse(spare, list.len());
     let mut visit = SubtractLazily { max_gen };
     let end = list.sentinel();
     let mut cur = list.first();
