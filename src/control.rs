@@ -164,10 +164,7 @@ pub fn count() -> [usize; 3] {
 /// ```
 pub fn freeze() {
     let st = state();
-    for g in &st.gens {
-        retag_and_move(g, &st.permanent, crate::header::PERMANENT);
-    }
-    crate::collector::dirty::move_counts(st, &[0, 1, 2], crate::header::PERMANENT);
+    crate::collector::dirty::move_generations(st, &[0, 1, 2], crate::header::PERMANENT);
     for c in &st.counts {
         c.set(0);
     }
@@ -182,27 +179,7 @@ pub fn freeze() {
 /// ```
 pub fn unfreeze() {
     let st = state();
-    retag_and_move(&st.permanent, &st.gens[2], 2);
-    crate::collector::dirty::move_counts(st, &[crate::header::PERMANENT], 2);
-}
-
-fn retag_and_move(
-    from: &crate::collector::list::List,
-    to: &crate::collector::list::List,
-    gen: usize,
-) {
-    let mut cur = from.first();
-    while let Some(node) = cur {
-        // SAFETY: linked nodes are live tracked objects, walked with real
-        // links (no detection pass runs while user code can call this).
-        unsafe {
-            crate::header::Header::from_links(node)
-                .as_ref()
-                .set_generation(gen);
-            cur = from.next_of(node);
-        }
-    }
-    to.append_all(from);
+    crate::collector::dirty::move_generations(st, &[crate::header::PERMANENT], 2);
 }
 
 /// The number of objects in the permanent generation
@@ -212,7 +189,7 @@ fn retag_and_move(
 /// assert_eq!(gencc::freeze_count(), 0);
 /// ```
 pub fn freeze_count() -> usize {
-    state().permanent.len()
+    state().len_of(crate::header::PERMANENT)
 }
 
 /// Statistics of one generation since the thread started

@@ -145,3 +145,46 @@ fn destroyed_garbage_leaves_no_dirt_behind() {
     );
     drop(live);
 }
+
+#[test]
+fn a_full_collection_examines_only_what_changed() {
+    let live = tree(8); // 511 nodes, built by moves: clean
+    gencc::collect();
+    let a = leaf();
+    let b = parent(vec![a.clone()]);
+    a.children.borrow_mut().push(b.clone());
+    drop((a, b));
+    let before = traced();
+    assert_eq!(gencc::collect(), 2);
+    assert_eq!(
+        traced() - before,
+        2,
+        "only the two objects of the dropped cycle were traced"
+    );
+    drop(live);
+}
+
+#[test]
+fn an_unchanged_old_object_in_a_young_cycle_is_found() {
+    // `old` is clean and in generation 2; the only reference to it comes from
+    // `young`, whose handle is dropped: the cycle is found by starting from
+    // `young` and reaching `old`.
+    let old = leaf();
+    gencc::collect();
+    gencc::collect();
+    assert_eq!(Gc::generation(&old), Some(Generation::Old));
+    let young = parent(vec![old.clone()]);
+    old.children.borrow_mut().push(young.clone());
+    drop(old); // old loses a reference: dirty, in generation 2
+    gencc::collect(); // examined and found alive (through `young`): clean again
+    let young_again = parent(vec![young.clone()]);
+    drop(young); // young loses a reference: dirty
+    assert_eq!(gencc::collect_generation(0), Ok(0));
+    drop(young_again); // dies by counting; its edge to `young` goes
+    assert_eq!(
+        gencc::collect_generation(1),
+        Ok(0),
+        "the cycle is in generation 2"
+    );
+    assert_eq!(gencc::collect(), 2);
+}
