@@ -164,7 +164,10 @@ pub fn count() -> [usize; 3] {
 /// ```
 pub fn freeze() {
     let st = state();
-    crate::collector::dirty::move_generations(st, &[0, 1, 2], crate::header::PERMANENT);
+    for g in &st.gens {
+        retag_and_move(g, &st.permanent, crate::header::PERMANENT);
+    }
+    crate::collector::dirty::move_counts(st, &[0, 1, 2], crate::header::PERMANENT);
     for c in &st.counts {
         c.set(0);
     }
@@ -179,7 +182,27 @@ pub fn freeze() {
 /// ```
 pub fn unfreeze() {
     let st = state();
-    crate::collector::dirty::move_generations(st, &[crate::header::PERMANENT], 2);
+    retag_and_move(&st.permanent, &st.gens[2], 2);
+    crate::collector::dirty::move_counts(st, &[crate::header::PERMANENT], 2);
+}
+
+fn retag_and_move(
+    from: &crate::collector::list::List,
+    to: &crate::collector::list::List,
+    gen: usize,
+) {
+    let mut cur = from.first();
+    while let Some(node) = cur {
+        // SAFETY: linked nodes are live tracked objects, walked with real
+        // links (no detection pass runs while user code can call this).
+        unsafe {
+            crate::header::Header::from_links(node)
+                .as_ref()
+                .set_generation(gen);
+            cur = from.next_of(node);
+        }
+    }
+    to.append_all(from);
 }
 
 /// The number of objects in the permanent generation
@@ -189,7 +212,7 @@ pub fn unfreeze() {
 /// assert_eq!(gencc::freeze_count(), 0);
 /// ```
 pub fn freeze_count() -> usize {
-    state().len_of(crate::header::PERMANENT)
+    state().permanent.len()
 }
 
 /// Statistics of one generation since the thread started

@@ -314,17 +314,15 @@ pub(crate) unsafe fn track(st: &State, h: NonNull<Header>, gen: usize) {
 ///
 /// # Safety
 ///
-/// - `h` must be a live tracked object, not in the middle of a detection pass
-///   and not in the collector's scratch lists (garbage being destroyed).
+/// - `h` must be a live tracked object, not in the middle of a detection pass.
 pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
     // SAFETY: forwarded from the caller; a linked object's generation number
     // names the list it is in.
     unsafe {
         let links = Header::links(h);
         if !links.as_ref().next.get().is_null() {
-            let hdr = h.as_ref();
-            st.list_holding(hdr).remove(links);
-            hdr.clear(DIRTY);
+            dirty::forget(st, h.as_ref());
+            st.list_of(h.as_ref().generation()).remove(links);
         }
     }
 }

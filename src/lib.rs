@@ -40,15 +40,6 @@
 //! last collection make up a quarter of it. References from an older generation
 //! into a younger one count as outside references, so a young collection only
 //! touches young objects and costs the same however large the old heap is.
-//!
-//! gencc goes one step further than CPython. A cycle can only become garbage
-//! once one of its objects has lost a reference without dying, so dropping a
-//! handle that leaves its object alive puts that object on a *dirty* list.
-//! A collection examines only the dirty objects of its generations and what
-//! they reach: a collection with nothing dirty examines nothing, and a full
-//! collection of a large heap that has barely changed costs in proportion to
-//! the change. It finds exactly what a scan of everything would find.
-//!
 //! [`thresholds`], [`count`], [`stats`], [`freeze`] and the other free
 //! functions of this crate are the counterparts of Python's `gc` module.
 //!

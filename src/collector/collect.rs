@@ -38,11 +38,10 @@ use smallvec::SmallVec;
 
 use super::list::List;
 use super::nodes::Nodes;
+use super::passes::Set;
 use super::{dirty, passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
-use crate::header::{
-    Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, PERMANENT, WEAK_CLEARED,
-};
+use crate::header::{Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
 use crate::weak::Registration;
 
 /// Collects generation `gen` (0..=2) and everything younger. Returns the
@@ -62,10 +61,10 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         log::info!(
             target: "gencc",
             "collecting generation {gen}; objects in each generation: {} {} {}, frozen: {}",
-            st.len_of(0),
-            st.len_of(1),
-            st.len_of(2),
-            st.len_of(PERMANENT)
+            st.gens[0].len(),
+            st.gens[1].len(),
+            st.gens[2].len(),
+            st.permanent.len()
         );
         std::time::Instant::now()
     });
@@ -76,29 +75,33 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
     for c in &st.counts[..=gen] {
         c.set(0);
     }
+    let young = &st.gens[gen];
     let old_gen = (gen + 1).min(2);
     let old = &st.gens[old_gen];
+    let clean = st.dirty[..=gen].iter().all(|c| c.get() == 0);
     let arena = st.arena.take().unwrap_or_default();
-    // With no dirty object in these generations there is nothing to examine
-    // (see `dirty`); everything is promoted below, as the passes would have.
-    let found = if st.dirty[..=gen].iter().all(List::is_empty) {
-        promote_unexamined(st, gen, old_gen, 0);
+    let found = if clean {
+        // Nothing here lost a reference since it was last examined, so the
+        // passes would find everything reachable (see `dirty`): promote.
+        let mut promoted = 0;
+        for g in st.gens[..=gen].iter().filter(|g| !core::ptr::eq(*g, old)) {
+            promoted += g.len();
+            retag(g, old_gen);
+            old.append_all(g);
+        }
+        record_promotion(st, gen, old.len(), promoted);
         0
     } else {
+        for younger in &st.gens[..gen] {
+            young.append_all(younger);
+        }
         let spare = st.spare_nodes.take();
-        st.examining.set(true);
-        // SAFETY: the lists are well formed and hold live tracked objects,
-        // no other detection is running (`collecting` was clear), and the
-        // scratch lists are empty between collections.
-        let detected = unsafe { passes::detect_generations(st, gen, spare, &arena) };
-        match detected {
+        // SAFETY: `young` is a well-formed list of live tracked objects, and
+        // no other detection is running (`collecting` was clear).
+        match unsafe { passes::detect(young, Set::Generations(gen), spare, &arena) } {
             Err(payload) => {
-                st.examining.set(false);
-                // Everything examined went back to generation `gen`; the rest
-                // of the younger ones joins it, as in a collection.
-                for g in 0..gen {
-                    dirty::move_generations(st, &[g], gen);
-                }
+                retag(young, gen);
+                dirty::move_counts(st, &(0..gen).collect::<Vec<_>>(), gen);
                 panics.keep(payload);
                 0
             }
@@ -115,16 +118,33 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                     user_code |= h.has(HAS_CALLBACKS)
                         || (h.vtable().finalize.is_some() && !h.has(FINALIZED));
                 };
-                // SAFETY: detection succeeded and nothing ran since; the
-                // examined objects are in no list; `hold` neither frees nor
-                // unlinks.
+                // SAFETY: detection succeeded and nothing ran since; `hold`
+                // neither frees nor unlinks.
                 let survivors = unsafe {
-                    passes::partition(&mut examined, old, old_gen, &st.unreachable, hold)
+                    passes::partition(
+                        st,
+                        young,
+                        &mut examined,
+                        old,
+                        old_gen,
+                        &st.unreachable,
+                        hold,
+                    )
                 };
-                st.examining.set(false);
-                promote_unexamined(st, gen, old_gen, survivors);
-                let found =
-                    destroy_garbage(st, old_gen, &mut examined, user_code, &arena, &mut panics);
+                // Everything in these generations was examined.
+                for c in &st.dirty[..=gen] {
+                    c.set(0);
+                }
+                record_promotion(st, gen, old.len(), survivors);
+                let found = destroy_garbage(
+                    st,
+                    old,
+                    old_gen,
+                    &mut examined,
+                    user_code,
+                    &arena,
+                    &mut panics,
+                );
                 if examined.worth_keeping() {
                     st.spare_nodes.set(Some(examined));
                 }
@@ -154,20 +174,6 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         resume_unwind(payload);
     }
     found
-}
-
-/// Moves what is left in generations `0..=gen` (the objects a collection
-/// did not examine, all clean) into generation `old_gen`, and records the
-/// promotion; `survivors` were promoted by the collection already.
-fn promote_unexamined(st: &State, gen: usize, old_gen: usize, survivors: usize) {
-    let old = &st.gens[old_gen];
-    let mut promoted = survivors;
-    for g in st.gens[..=gen].iter().filter(|g| !core::ptr::eq(*g, old)) {
-        promoted += g.len();
-        dirty::retag(g, old_gen);
-        old.append_all(g);
-    }
-    record_promotion(st, gen, st.len_of(old_gen), promoted);
 }
 
 /// The long-lived rule's bookkeeping: what a collection of `gen` promoted
@@ -230,6 +236,11 @@ fn recycle_arena(st: &State, mut arena: Box<Bump>) {
     }
 }
 
+/// Sets the generation number of every object of `list`.
+fn retag(list: &List, gen: usize) {
+    each(list, |_, h| h.set_generation(gen));
+}
+
 /// Calls `f` on the header of every object of `list`, as a pointer with the
 /// provenance of the whole allocation. `f` must not unlink.
 fn each(list: &List, mut f: impl FnMut(NonNull<Header>, &Header)) {
@@ -274,6 +285,7 @@ const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
 /// Returns how many were destroyed.
 fn destroy_garbage(
     st: &State,
+    old: &List,
     old_gen: usize,
     garbage: &mut Nodes,
     user_code: bool,
@@ -286,9 +298,8 @@ fn destroy_garbage(
     }
     // The hold and step (a) were taken as `partition` found the garbage.
     if user_code {
-        // `DIRTY` stays: garbage is on no dirty list while user code runs.
-        each_node(garbage, |_, h| h.clear(DROPPED));
-        run_user_code(st, old_gen, garbage, arena, panics);
+        each_node(garbage, |_, h| h.clear(FOR_DESTRUCTION));
+        run_user_code(st, old, old_gen, garbage, arena, panics);
         each_node(garbage, |_, h| h.set(FOR_DESTRUCTION));
     }
 
@@ -325,6 +336,7 @@ fn destroy_garbage(
 /// runs, and may resurrect objects, which leave `garbage`.
 fn run_user_code(
     st: &State,
+    old: &List,
     old_gen: usize,
     garbage: &mut Nodes,
     arena: &Bump,
@@ -355,20 +367,27 @@ fn run_user_code(
     let resurrected = &st.resurrected;
     // SAFETY: the garbage list is well formed and its values intact; the
     // collector's hold is the `1` subtracted from every count.
-    match unsafe { passes::detect_garbage(list, arena) } {
-        // SAFETY: detection succeeded and nothing ran since; every node of
-        // the list is in `examined` and relinked by `partition`.
+    match unsafe { passes::detect(list, Set::Garbage, None, arena) } {
+        // SAFETY: detection succeeded and nothing ran since.
         Ok(mut examined) => unsafe {
-            list.forget_all();
-            passes::partition(&mut examined, resurrected, old_gen, list, |_, _| {});
+            passes::partition(
+                st,
+                list,
+                &mut examined,
+                resurrected,
+                old_gen,
+                list,
+                |_, _| {},
+            );
             // `examined` now holds what is still garbage.
             *garbage = examined;
         },
         // A `Trace` panic leaves resurrection undecided: keep everything.
         Err(payload) => {
             panics.keep(payload);
+            each(list, |_, h| dirty::forget(st, h));
             resurrected.append_all(list);
-            dirty::retag(resurrected, old_gen);
+            retag(resurrected, old_gen);
             garbage.truncate(0);
         }
     }
@@ -379,7 +398,9 @@ fn run_user_code(
         h.dec_strong(p);
         h.set(DIRTY);
     });
-    st.dirty[old_gen].append_all(resurrected);
+    let d = &st.dirty[old_gen];
+    d.set(d.get() + resurrected.len());
+    old.append_all(resurrected);
 }
 
 /// The registrations taken from one garbage object.

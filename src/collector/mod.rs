@@ -27,7 +27,7 @@ use smallvec::SmallVec;
 
 use self::list::List;
 use crate::control::{CallbackId, CollectionInfo, GenerationStats};
-use crate::header::{Header, DIRTY, PERMANENT};
+use crate::header::{Header, PERMANENT};
 use crate::primitive::cell::{Cell, RefCell};
 use crate::primitive::thread_local;
 use crate::weak::Registration;
@@ -42,7 +42,7 @@ pub(crate) type Callback = Rc<dyn Fn(&CollectionInfo)>;
 /// the heap, so every field is a `Cell` or a short-lived `RefCell` borrow that
 /// is never held across user code.
 pub(crate) struct State {
-    /// Generations 0, 1 and 2: their clean objects (see [`dirty`]).
+    /// Generations 0, 1 and 2.
     pub(crate) gens: [List; 3],
     /// Frozen objects: tracked, never examined.
     pub(crate) permanent: List,
@@ -55,11 +55,9 @@ pub(crate) struct State {
     /// collection. `counts[1]`, `counts[2]`: collections of the next younger
     /// generation since the last collection of this one.
     pub(crate) counts: [Cell<usize>; 3],
-    /// The objects of each generation (0, 1, 2, permanent) that lost a
-    /// strong reference since they were last examined; see [`dirty`].
-    pub(crate) dirty: [List; 4],
-    /// Set while a detection's passes run, when lists hold scratch words.
-    pub(crate) examining: Cell<bool>,
+    /// Objects per generation (0, 1, 2, permanent) that lost a strong
+    /// reference since they were last examined; see [`dirty`].
+    pub(crate) dirty: [Cell<usize>; 4],
     pub(crate) enabled: Cell<bool>,
     /// Re-entrancy guard: set for the whole of a collection.
     pub(crate) collecting: Cell<bool>,
@@ -105,8 +103,7 @@ impl State {
             resurrected: List::new(),
             thresholds: DEFAULT_THRESHOLDS.map(Cell::new),
             counts: [0; 3].map(Cell::new),
-            dirty: [List::new(), List::new(), List::new(), List::new()],
-            examining: Cell::new(false),
+            dirty: [0; 4].map(Cell::new),
             enabled: Cell::new(true),
             collecting: Cell::new(false),
             long_lived_total: Cell::new(0),
@@ -129,47 +126,25 @@ impl State {
         st
     }
 
-    fn all_lists(&self) -> [&List; 10] {
+    fn all_lists(&self) -> [&List; 6] {
         let [g0, g1, g2] = &self.gens;
-        let [d0, d1, d2, d3] = &self.dirty;
         [
             g0,
             g1,
             g2,
             &self.permanent,
-            d0,
-            d1,
-            d2,
-            d3,
             &self.unreachable,
             &self.resurrected,
         ]
     }
 
-    /// The list of the clean objects with generation number `gen`.
+    /// The list an object with generation number `gen` is linked in.
     #[inline]
     pub(crate) fn list_of(&self, gen: usize) -> &List {
         match gen {
             PERMANENT => &self.permanent,
             g => &self.gens[g],
         }
-    }
-
-    /// The list a linked object is in, outside a collection's scratch lists:
-    /// its generation's dirty or clean list.
-    #[inline]
-    pub(crate) fn list_holding(&self, header: &Header) -> &List {
-        let gen = header.generation();
-        if header.has(DIRTY) {
-            &self.dirty[gen]
-        } else {
-            self.list_of(gen)
-        }
-    }
-
-    /// How many objects generation `gen` holds, clean and dirty.
-    pub(crate) fn len_of(&self, gen: usize) -> usize {
-        self.list_of(gen).len() + self.dirty[gen].len()
     }
 
     /// Whether nothing can still point into this state: no tracked object,

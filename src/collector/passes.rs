@@ -1,27 +1,23 @@
 //! The passes that find garbage: CPython's `update_refs`, `subtract_refs`
-//! and a marking pass, run over a set of tracked objects, then a partition.
+//! and a marking pass, run over one list of tracked objects.
 //!
-//! Two kinds of set are examined. A collection of generations examines their
-//! dirty objects and what those reach inside the same generations
-//! ([`detect_generations`], see [`dirty`](super::dirty)); the check for
-//! resurrected garbage examines the whole garbage list ([`detect_garbage`]).
-//!
-//! While the passes run, each examined object's `prev` link holds a scratch
-//! word instead of a pointer:
+//! While they run, each object's `prev` link holds a scratch word instead of
+//! a pointer:
 //!
 //! ```text
-//! bits 2..  gc_refs     strong count minus references from inside the set
-//! bit 1     REACHED     found reachable from outside the set
-//! bit 0     COLLECTING  the object belongs to the set being examined
+//! bits 2..  gc_refs     strong count minus references from inside the list
+//! bit 1     REACHED     found reachable from outside the list
+//! bit 0     COLLECTING  the object belongs to the list being examined
 //! ```
 //!
 //! Real pointers are 8-aligned, so an object whose `prev` has bit 0 clear is
-//! outside the set: an older generation, the permanent set, a clean object no
-//! dirty one reaches, or untracked. Its edges are never followed and
-//! references from it count as external.
+//! outside the set: an older generation, the permanent set, or untracked. Its
+//! edges are never followed and references from it count as external. The
+//! `next` links are never touched, so the list can always be walked and, after
+//! the passes or after a panic in `Trace`, relinked by [`List::relink`].
 //!
 //! The real strong count is only read, never written: a panic in the middle
-//! leaves nothing to undo but the scratch words and the set's membership.
+//! leaves nothing to undo but the scratch words.
 
 use core::ptr::{self, NonNull};
 
@@ -30,8 +26,8 @@ use bumpalo::Bump;
 
 use super::list::List;
 use super::nodes::Nodes;
-use super::{walk, State};
-use crate::header::{Header, Links, DIRTY};
+use super::{dirty, walk, State};
+use crate::header::{Header, Links};
 use crate::trace::Tracer;
 use crate::weak::Registration;
 
@@ -75,9 +71,8 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 }
 
 /// `gc_refs = strong - hold`, and mark every object as in the set. Returns
-/// the objects in list order. Used for the garbage list, whose members no
-/// header can tell apart; its `next` links are left intact, so that a panic
-/// in a later pass can be undone by [`List::relink`].
+/// the objects in list order. Used for [`Set::Garbage`], whose members
+/// cannot be told by their headers.
 ///
 /// `hold` is the number of references the collector itself owns on each
 /// object (1 while it holds the garbage, 0 otherwise).
@@ -85,10 +80,10 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 /// # Safety
 ///
 /// - `list` must be a well-formed list of live tracked objects.
-pub(crate) unsafe fn update_refs(list: &List, hold: usize) -> Nodes {
+pub(crate) unsafe fn update_refs(list: &List, hold: usize, spare: Option<Nodes>) -> Nodes {
     // The objects a detection examines, in list order, so that the later
     // passes need not chase links (see `walk`).
-    let mut nodes = Nodes::with_capacity(list.len());
+    let mut nodes = Nodes::reuse(spare, list.len());
     let end = list.sentinel();
     let mut cur = list.first();
     while let Some(node) = cur.filter(|n| *n != end) {
@@ -186,120 +181,88 @@ pub(crate) unsafe fn mark(nodes: &[NonNull<Links>], arena: &Bump) {
     })
 }
 
-/// Finds the garbage among generations `0..=max_gen`: examines their dirty
-/// objects and everything those reach inside the same generations (see
-/// [`dirty`]), and marks what of it is reachable from outside. Returns the
-/// examined objects for [`partition`]; they are out of every list by then.
-///
-/// The first pass is CPython's `update_refs` and `subtract_refs` in one: the
-/// dirty objects enter the set with their strong counts, then every member
-/// is traced, in order. An edge to a member takes one from its count; an edge
-/// to a clean object of the same generations brings that object in (out of
-/// its list, with its count less this first edge), to be traced in its turn.
-/// Each object's memory is thus visited once, where the two passes of CPython
-/// visit it twice, and objects no dirty one reaches are not visited at all.
-///
-/// If a `Trace` impl panics, every examined object is put back, in
-/// generation `max_gen` (dirty or clean as it was), and the panic returned.
-///
-/// # Safety
-///
-/// - The lists of generations `0..=max_gen` must be well formed, of live
-///   tracked objects, and no other detection may be running.
-/// - `st.unreachable` and `st.resurrected` must be empty.
-///
-/// `spare`: an array to reuse for the examined objects, if it is big enough.
-pub(crate) unsafe fn detect_generations(
-    st: &State,
-    max_gen: usize,
-    spare: Option<Nodes>,
-    arena: &Bump,
-) -> Result<Nodes, Box<dyn core::any::Any + Send>> {
-    let dirty = &st.dirty[..=max_gen];
-    let mut nodes = Nodes::reuse(spare, dirty.iter().map(List::len).sum());
-    for list in dirty {
-        let end = list.sentinel();
-        let mut cur = list.first();
-        while let Some(node) = cur.filter(|n| *n != end) {
-            // SAFETY: forwarded from the caller: the `next` chain leads
-            // through live tracked objects back to the sentinel, and only
-            // `prev` is rewritten here.
-            unsafe {
-                let next = node.as_ref().next.get();
-                if let Some(n) = NonNull::new(next.cast_mut()) {
-                    walk::prefetch(n);
-                }
-                enter(node, 0);
-                nodes.push(node);
-                cur = NonNull::new(next.cast_mut());
-            }
-        }
-        // Its nodes are all in `nodes` now, and relinked by `partition`.
-        list.forget_all();
-    }
-    let run = core::panic::AssertUnwindSafe(|| {
-        let mut i = 0;
-        while i < nodes.len() {
-            let node = nodes[i];
-            if let Some(&ahead) = nodes.get(i + walk::AHEAD) {
-                walk::prefetch(ahead);
-            }
-            let mut visit = Closure {
-                st,
-                max_gen,
-                nodes: &mut nodes,
-            };
-            // SAFETY: members are live tracked objects with intact values.
-            unsafe { trace(node, &mut visit) };
-            i += 1;
-        }
-        // SAFETY: every member was traced; the counts are final.
-        unsafe { mark(&nodes, arena) };
-    });
-    match std::panic::catch_unwind(run) {
-        Ok(()) => Ok(nodes),
-        Err(payload) => {
-            for &node in nodes.iter() {
-                // SAFETY: every member is out of all lists (its dirty list
-                // was forgotten, or `Closure` unlinked it) and alive.
-                unsafe {
-                    let header = Header::from_links(node).as_ref();
-                    header.set_generation(max_gen);
-                    st.list_holding(header).push_back(node);
-                }
-            }
-            Err(payload)
-        }
-    }
+/// Which objects a detection examines.
+#[derive(Clone, Copy)]
+pub(crate) enum Set {
+    /// Generations `0..=n`, merged into the list: exactly the linked objects
+    /// whose generation number is at most `n`.
+    Generations(usize),
+    /// The garbage list, on which the collector holds one reference each.
+    Garbage,
 }
 
-/// Runs the passes on the garbage list, relinking it if a `Trace` impl
-/// panics. Returns the examined objects, in list order, for [`partition`],
-/// after which the list must be [`List::forget_all`]ed.
-///
-/// Unlike [`detect_generations`], the whole list is examined: no header can
-/// tell the garbage apart, so CPython's two first passes stay apart.
+/// Runs the passes, relinking `list` if a `Trace` impl panics. Returns the
+/// examined objects, in list order, for [`partition`].
 ///
 /// # Safety
 ///
-/// - `list` must be the collector's well-formed list of live garbage, held
-///   (one reference each, subtracted here), values intact, and no other
-///   detection may be running.
-pub(crate) unsafe fn detect_garbage(
+/// - `list` must be a well-formed list of live tracked objects, none of which
+///   is in the middle of another detection, and `set` must describe it.
+///
+/// `spare`: an array to reuse for the examined objects, if it is big enough.
+pub(crate) unsafe fn detect(
     list: &List,
+    set: Set,
+    spare: Option<Nodes>,
     arena: &Bump,
 ) -> Result<Nodes, Box<dyn core::any::Any + Send>> {
     let run = core::panic::AssertUnwindSafe(|| {
         // SAFETY: forwarded from the caller; each pass's precondition is the
         // previous pass.
         unsafe {
-            let nodes = update_refs(list, 1);
-            subtract_refs(&nodes);
+            let nodes = match set {
+                Set::Generations(max_gen) => update_and_subtract(list, max_gen, spare),
+                Set::Garbage => {
+                    let nodes = update_refs(list, 1, spare);
+                    subtract_refs(&nodes);
+                    nodes
+                }
+            };
             mark(&nodes, arena);
             nodes
         }
     });
     std::panic::catch_unwind(run).inspect_err(|_| list.relink())
+}
+
+/// `update_refs` and `subtract_refs` in one walk, for a set that an object's
+/// own header can tell it belongs to ([`Set::Generations`]).
+///
+/// The two passes are separate in CPython because subtracting an edge needs
+/// the target's `gc_refs` to be set up already, and the target may come later
+/// in the list. Here a target met before its turn is set up on the spot (its
+/// links say it is tracked, its generation number says it is in the set), so
+/// the walk visits each object's memory once instead of twice: on a heap much
+/// larger than the cache, one memory-bound pass fewer.
+///
+/// # Safety
+///
+/// - `list` must be a well-formed list of live tracked objects holding
+///   exactly the linked objects whose generation number is at most `max_gen`.
+unsafe fn update_and_subtract(list: &List, max_gen: usize, spare: Option<Nodes>) -> Nodes {
+    let mut nodes = Nodes::reuse(spare, list.len());
+    let mut visit = SubtractLazily { max_gen };
+    let end = list.sentinel();
+    let mut cur = list.first();
+    while let Some(node) = cur.filter(|n| *n != end) {
+        // SAFETY: forwarded from the caller: the `next` chain leads through
+        // live tracked objects back to the sentinel, and only `prev` is
+        // rewritten here; `Trace` reports live handles.
+        unsafe {
+            let l = node.as_ref();
+            let next = l.next.get();
+            if let Some(n) = NonNull::new(next.cast_mut()) {
+                walk::prefetch(n);
+            }
+            if scratch(l) & COLLECTING == 0 {
+                enter(node, 0);
+            }
+            nodes.push(node);
+            trace(node, &mut visit);
+            cur = NonNull::new(next.cast_mut());
+        }
+    }
+    nodes
 }
 
 /// Sets up the scratch word of an object joining the set: its strong count,
@@ -318,15 +281,11 @@ unsafe fn enter(links: NonNull<Links>, internal: usize) {
     }
 }
 
-/// The first pass's visitor: subtracts edges inside the set, and brings in
-/// the clean objects of the examined generations that members reach.
-struct Closure<'a> {
-    st: &'a State,
+struct SubtractLazily {
     max_gen: usize,
-    nodes: &'a mut Nodes,
 }
 
-impl Visit for Closure<'_> {
+impl Visit for SubtractLazily {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
         // SAFETY: reported by `Trace` from a live handle, so the object is
@@ -336,31 +295,20 @@ impl Visit for Closure<'_> {
             Subtract.strong(links);
             return;
         }
-        if l.next.get().is_null() {
-            // Unlinked: parked by the trashcan or dropped by the collector;
-            // never part of a generation.
-            return;
-        }
+        // Not set up yet: in the set (then its turn in the walk is still to
+        // come) if it is linked and young enough; otherwise outside, and the
+        // edge is ignored.
         // SAFETY: as above; a tracked box has a header after its links.
-        let header = unsafe { Header::from_links(links).as_ref() };
-        let gen = header.generation();
-        // Older generations and the permanent one stay outside. (A dirty
-        // object of the examined generations is a member already.)
-        if gen > self.max_gen || header.has(DIRTY) {
-            return;
+        let in_set = !l.next.get().is_null()
+            && unsafe { Header::from_links(links).as_ref() }.generation() <= self.max_gen;
+        if in_set {
+            // SAFETY: alive, as above. This edge is the first from inside.
+            unsafe { enter(links, 1) };
         }
-        // SAFETY: a clean linked object of generation `gen` is in that
-        // generation's list, whose members all have real links (examined
-        // objects left it when they joined); then it is out of every list.
-        unsafe {
-            self.st.gens[gen].remove(links);
-            enter(links, 1);
-        }
-        self.nodes.push(links);
     }
 }
 
-/// Splits the examined objects `nodes` into the reached ones, appended to
+/// Splits the examined `list` into the reached objects, appended to
 /// `reached_to` with generation `reached_gen`, and the rest, appended to
 /// `unreached_to`. Restores real `prev` pointers and clears the `DIRTY`
 /// marks of everything examined. Leaves in `nodes` only the unreached
@@ -370,17 +318,22 @@ impl Visit for Closure<'_> {
 ///
 /// # Safety
 ///
-/// - A detection must have succeeded and returned `nodes`, which must be in
-///   no list now; no user code may have run since.
-/// - `reached_to` and `unreached_to` must be well formed.
+/// - `detect` must have succeeded on `list` and returned `nodes`; no user
+///   code may have run since.
+/// - `reached_to` and `unreached_to` must be well formed; either may be `list`.
 /// - `on_unreached` must not free the object or touch its links.
 pub(crate) unsafe fn partition(
+    st: &State,
+    list: &List,
     nodes: &mut Nodes,
     reached_to: &List,
     reached_gen: usize,
     unreached_to: &List,
     mut on_unreached: impl FnMut(NonNull<Header>, &Header),
 ) -> usize {
+    // Every node of `list` is in `nodes` and is relinked below, so the list
+    // can start over empty.
+    list.forget_all();
     let mut reached = 0;
     let mut kept = 0;
     for i in 0..nodes.len() {
@@ -394,7 +347,7 @@ pub(crate) unsafe fn partition(
             let h = Header::from_links(node);
             let header = h.as_ref();
             // Examined: whatever it lost before no longer matters.
-            header.clear(DIRTY);
+            dirty::forget(st, header);
             if scratch(node.as_ref()) & REACHED != 0 {
                 reached += 1;
                 header.set_generation(reached_gen);
