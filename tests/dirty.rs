@@ -145,3 +145,27 @@ fn destroyed_garbage_leaves_no_dirt_behind() {
     );
     drop(live);
 }
+
+#[test]
+fn an_unchanged_old_object_in_a_young_cycle_is_found() {
+    // At the last collection `old` is clean and in generation 2, and the
+    // only reference to it comes from `young`, which is dirty.
+    let old = leaf();
+    gencc::collect();
+    gencc::collect();
+    assert_eq!(Gc::generation(&old), Some(Generation::Old));
+    let young = parent(vec![old.clone()]);
+    old.children.borrow_mut().push(young.clone());
+    drop(old); // old loses a reference: dirty
+    gencc::collect(); // examined and found alive (through `young`): clean again
+    let young_again = parent(vec![young.clone()]);
+    drop(young); // young loses a reference: dirty
+    assert_eq!(gencc::collect_generation(0), Ok(0));
+    drop(young_again); // dies by counting; its edge to `young` goes
+    assert_eq!(
+        gencc::collect_generation(1),
+        Ok(0),
+        "the cycle is in generation 2"
+    );
+    assert_eq!(gencc::collect(), 2);
+}

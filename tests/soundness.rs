@@ -22,6 +22,8 @@ thread_local! {
     static KEPT: RefCell<Vec<Gc<Node>>> = const { RefCell::new(Vec::new()) };
     /// While set, every `Node::trace` panics.
     static TRACE_PANICS: Cell<bool> = const { Cell::new(false) };
+    /// When above zero, counts `Node::trace` calls down and panics at one.
+    static TRACE_PANIC_AT: Cell<usize> = const { Cell::new(0) };
 }
 
 fn event(e: impl Into<String>) {
@@ -145,6 +147,13 @@ unsafe impl Trace for Node {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         if TRACE_PANICS.with(Cell::get) {
             panic!("trace panics on demand");
+        }
+        let at = TRACE_PANIC_AT.with(Cell::get);
+        if at > 0 {
+            TRACE_PANIC_AT.with(|c| c.set(at - 1));
+            if at == 1 {
+                panic!("trace panics on demand");
+            }
         }
         self.edges.trace(tracer);
         self.payload.trace(tracer);
@@ -353,6 +362,31 @@ fn trace_panic_in_a_young_collection_keeps_objects_young() {
     drop(live);
     assert_eq!(gencc::collect(), 2);
     assert_eq!(total_drops(), 4);
+}
+
+#[test]
+fn trace_panic_in_the_middle_of_a_large_search_keeps_everything() {
+    // A panic a third of the way through the first pass over a heap whose
+    // scratch array is mapped from the kernel rather than allocated.
+    let n = if cfg!(miri) { 600 } else { 6_000 };
+    let ids: Vec<u32> = (1..=n as u32).collect();
+    let weak = {
+        let nodes = ring(&ids);
+        gencc::collect();
+        Gc::downgrade(&nodes[0])
+    };
+    TRACE_PANIC_AT.with(|c| c.set(n / 3));
+    assert_eq!(collect_panicking(), "trace panics on demand");
+    TRACE_PANIC_AT.with(|c| c.set(0));
+    assert_eq!(total_drops(), 0);
+    let first = weak
+        .upgrade()
+        .expect("garbage freed by a failed collection");
+    assert_eq!(Gc::generation(&first), Some(Generation::Old));
+    assert_eq!(Gc::strong_count(&first), 2);
+    drop(first);
+    assert_eq!(gencc::collect(), n);
+    assert_eq!(total_drops(), n);
 }
 
 #[test]
