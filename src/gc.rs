@@ -347,17 +347,9 @@ pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Optio
     let hdr = unsafe { h.as_ref() };
     if !T::HAS_FINALIZER && !hdr.has(DROPPED | HAS_CALLBACKS) {
         // The common death: no finalizer, no callback, value intact.
-        if let Some(st) = st {
-            // SAFETY: as below.
-            unsafe { untrack(st, h) };
-            trigger::on_dealloc(st);
-        }
-        // SAFETY: no strong handle is left, so no reference to the value is
-        // alive, and this is its only destruction.
-        unsafe {
-            core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
-            release_weak::<T>(h);
-        }
+        // SAFETY: forwarded from the caller; nothing ran since the count
+        // reached zero.
+        unsafe { finish::<T>(h, st) };
         return;
     }
     if hdr.has(DROPPED) {
@@ -389,20 +381,9 @@ pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Optio
     } else {
         None
     };
-    if let Some(st) = st {
-        // SAFETY: alive, and no detection is running while a value is dying
-        // (destruction never happens inside the detection passes).
-        unsafe { untrack(st, h) };
-        trigger::on_dealloc(st);
-    }
-    // No `DROPPED` mark is needed here: with the strong count at zero no
-    // handle exists that could dereference the value, and `upgrade` fails.
-    // SAFETY: no reference to the value is alive since no strong handle is,
-    // and this is its only destruction.
-    unsafe {
-        core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
-        release_weak::<T>(h);
-    }
+    // SAFETY: forwarded from the caller; the callbacks saw the object dead
+    // and left its count at zero.
+    unsafe { finish::<T>(h, st) };
     if st.is_none() && had_callbacks {
         // Its registrations may have been the last thing in an exited
         // thread's heap. (Tracked objects reach `reap` through the trashcan.)
@@ -411,6 +392,33 @@ pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Optio
     // A callback's panic surfaces only once the object is fully destroyed.
     if let Some(payload) = callback_panic {
         std::panic::resume_unwind(payload);
+    }
+}
+
+/// The end of every death by reference counting: unlink a tracked object,
+/// drop the value, release the implicit weak reference (freeing the memory
+/// if no `Weak` is left).
+///
+/// No `DROPPED` mark is needed: with the strong count at zero no handle
+/// exists that could dereference the value, and `upgrade` fails.
+///
+/// # Safety
+///
+/// - As for [`drop_slow`], whose last step this is; the value must be intact
+///   and its destruction must not have started.
+#[inline(always)]
+unsafe fn finish<T: Trace + 'static>(h: NonNull<Header>, st: Option<&State>) {
+    if let Some(st) = st {
+        // SAFETY: alive, and no detection is running while a value is dying
+        // (destruction never happens inside the detection passes).
+        unsafe { untrack(st, h) };
+        trigger::on_dealloc(st);
+    }
+    // SAFETY: no reference to the value is alive since no strong handle is,
+    // and this is its only destruction.
+    unsafe {
+        core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
+        release_weak::<T>(h);
     }
 }
 
@@ -484,12 +492,9 @@ unsafe fn destroy<T: Trace + 'static>(h: NonNull<Header>) {
         // goes.
         if !T::HAS_FINALIZER && !unsafe { h.as_ref() }.has(HAS_CALLBACKS) {
             // Nothing to run but the value's own `Drop`: `Rc`'s path.
-            // SAFETY: no strong handle is left, so no reference to the value
-            // is alive, and this is its only destruction.
-            unsafe {
-                core::ptr::drop_in_place(TypeInfo::<T>::value(h).as_ptr());
-                release_weak::<T>(h);
-            }
+            // SAFETY: forwarded from the caller; an untracked object is in
+            // no list.
+            unsafe { finish::<T>(h, None) };
             return;
         }
         // SAFETY: forwarded from the caller; an untracked value holds no
