@@ -340,7 +340,7 @@ pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
 /// - `st` must be `Some` exactly when `T` is tracked, and a tracked
 ///   destruction must run inside the trashcan (depth at least 1), so that the
 ///   state cannot be freed while `st` is borrowed.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Option<&State>) {
     debug_assert_eq!(st.is_some(), TypeInfo::<T>::TRACKED);
     // SAFETY: the allocation is alive until the implicit weak reference goes.
@@ -350,8 +350,22 @@ pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Optio
         // SAFETY: forwarded from the caller; nothing ran since the count
         // reached zero.
         unsafe { finish::<T>(h, st) };
-        return;
+    } else {
+        // SAFETY: forwarded from the caller.
+        unsafe { drop_with_hooks::<T>(h, st) };
     }
+}
+
+/// The rest of [`drop_slow`], out of line: a death with a finalizer to run,
+/// callbacks to fire, or a value the collector already dropped.
+///
+/// # Safety
+///
+/// - As for [`drop_slow`].
+#[inline(never)]
+unsafe fn drop_with_hooks<T: Trace + 'static>(h: NonNull<Header>, st: Option<&State>) {
+    // SAFETY: the allocation is alive until the implicit weak reference goes.
+    let hdr = unsafe { h.as_ref() };
     if hdr.has(DROPPED) {
         // The collector dropped the value while `Drop` code kept a handle.
         // SAFETY: value already dropped, no strong handle left.

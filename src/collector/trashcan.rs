@@ -57,19 +57,27 @@ pub(crate) unsafe fn release<T: Trace + 'static>(header: NonNull<Header>) {
 struct Depth<'a>(&'a State);
 
 impl Drop for Depth<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        let depth = self.0.trash_depth.get() - 1;
-        self.0.trash_depth.set(depth);
-        // While unwinding, a second panic from a deferred destructor would
-        // abort; the queue is left for the next outermost destruction.
-        if depth == 0 {
-            if !self.0.trash.borrow().is_empty() && !std::thread::panicking() {
-                drain(self.0);
-            }
-            if self.0.orphaned.get() {
-                super::reap();
-            }
+        let st = self.0;
+        let depth = st.trash_depth.get() - 1;
+        st.trash_depth.set(depth);
+        if depth == 0 && (st.orphaned.get() || !st.trash.borrow().is_empty()) {
+            outermost(st);
         }
+    }
+}
+
+/// The end of an outermost destruction that left work behind.
+#[inline(never)]
+fn outermost(st: &State) {
+    // While unwinding, a second panic from a deferred destructor would
+    // abort; the queue is left for the next outermost destruction.
+    if !st.trash.borrow().is_empty() && !std::thread::panicking() {
+        drain(st);
+    }
+    if st.orphaned.get() {
+        super::reap();
     }
 }
 
