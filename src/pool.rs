@@ -37,9 +37,9 @@
 //! from the global allocator, aligned to 4 KiB so that all 64 pools of it are
 //! aligned. The first pool also carries the arena's own header, which takes 48
 //! more bytes of that pool. The arena counts its free pools; when all
-//! 64 are free, the arena is given back to the global allocator, so memory
-//! that a burst of objects used is returned once they are gone (CPython does
-//! this since 2.5).
+//! 64 are free, the arena can be given back to the global allocator, so
+//! memory that a burst of objects used is returned once they are gone
+//! (CPython does this at once since 2.5; here it is kept a while, see below).
 //!
 //! # The lists
 //!
@@ -84,21 +84,37 @@
 //! thread-local stays usable for the whole life of the thread, including while
 //! the destructors of other thread-locals run. Objects do get freed then: the
 //! collector's exit collection runs in one, and a `Gc` stored in any
-//! thread-local is dropped in one. Since arenas go back to the global allocator
-//! as soon as they are empty, a thread whose objects have all been freed holds
+//! thread-local is dropped in one. Once the thread is exiting, empty pools and
+//! arenas go back at once, so a thread whose objects have all been freed holds
 //! no arena when it is gone.
 //!
-//! Up to [`MAX_EMPTY_ARENAS`] (one) empty arena is kept instead of being freed,
-//! so that a thread allocating and freeing a few objects around an arena
-//! boundary (in the extreme, one object at a time, with nothing else alive)
-//! does not ask the global allocator for 256 KiB each time. As in CPython, a
-//! kept arena simply stays in `usable`, last, pools and free lists intact;
-//! taking a pool from it again is the ordinary slow path. Kept arenas are the
-//! one thing that needs a destructor: a second thread-local, `RELEASE`, is
-//! registered when the first arena is kept, frees the empty arenas at thread
-//! exit, and switches the heap to freeing empty arenas at once from then on.
-//! If that thread-local cannot be registered because the thread is already
-//! tearing down, no arena is kept.
+//! Two kinds of empty memory are kept instead of being returned at once:
+//!
+//! - **The last pool of a class.** When a block is freed and its pool becomes
+//!   empty while it is the only pool of `used[c]`, the pool stays there. A
+//!   thread that makes and drops one object at a time (the commonest pattern
+//!   of reference counting) then never leaves the fast paths; returning the
+//!   pool to its arena and taking it back on the next allocation cost about
+//!   80 instructions per object. At most one pool per class is kept, and it
+//!   keeps its arena: an arena whose only pools in use are kept pools is not
+//!   empty.
+//! - **Empty arenas.** An arena whose pools are all empty stays in `usable`,
+//!   last, pools and free lists intact, so that a heap torn down and built
+//!   again (a large structure dropped and rebuilt, a collection that frees a
+//!   million objects before the next million are made) does not map and
+//!   page-fault its memory again. They go back gradually, one per
+//!   [`DECAY_POOLS`] pools the thread takes from arenas that were not empty:
+//!   such takes show that the thread lives within the arenas it uses. Growth
+//!   into kept arenas does not count. A thread that shrinks and then stops
+//!   allocating keeps its peak until it exits, as glibc keeps freed chunks in
+//!   its bins.
+//!
+//! Kept memory is the one thing that needs a destructor: a second
+//! thread-local, `RELEASE`, is registered before anything is first kept. At
+//! thread exit it gives the kept pools back to their arenas, frees every empty
+//! arena, and switches the heap to returning empty pools and arenas at once
+//! from then on. If that thread-local cannot be registered because the thread
+//! is already tearing down, nothing is kept.
 //!
 //! **The same-thread invariant.** `Gc` and `Weak` are neither `Send` nor
 //! `Sync`, so every object is allocated and freed on one thread, also when it
@@ -115,9 +131,11 @@
 //! 1. Every pool header and every arena header reachable from the state (the
 //!    lists, a block's masked address) is initialised, and lies in an
 //!    arena allocated by this thread's heap that has not been freed.
-//! 2. A pool in `used[c]` has class `c`, at least one block in use, and a
-//!    non-empty free list. A full pool is in no list. An empty pool (count 0)
-//!    is in its arena's free-pool list.
+//! 2. A pool in `used[c]` has class `c` and a non-empty free list, and at
+//!    least one block in use, except that the only pool of `used[c]` may have
+//!    none (a kept pool, which its arena counts as in use). A full pool is in
+//!    no list. Any other empty pool (count 0) is in its arena's free-pool
+//!    list.
 //! 3. A free list links free blocks of its own pool by their first word; the
 //!    bump offset, if at most `max_next_offset`, is the start of a block that
 //!    was never handed out, and so are all blocks after it.
@@ -127,8 +145,8 @@
 //!    is the last arena of `usable` with `n` free pools, or null if there is
 //!    none.
 //! 5. `empty` counts the arenas of `usable` with 64 free pools (the kept
-//!    empty arenas, at the end of the list); it is at most
-//!    [`MAX_EMPTY_ARENAS`], and 0 once the thread is exiting.
+//!    empty arenas, at the end of the list). Once the thread is exiting it is
+//!    0, and no pool is kept.
 //!
 //! # Provenance
 //!
@@ -169,7 +187,7 @@
 //! | [`SMALL_REQUEST_THRESHOLD`] | 512 | CPython's; a pool still holds 7 blocks of the largest class. Anything larger goes to the global allocator. |
 //! | [`POOL_SIZE`] | 4 KiB | a power of two (masking), at most the arena's alignment, and large enough for a header, the arena header and two blocks of the largest class (checked at compile time), which the pool set-up relies on. |
 //! | [`ARENA_SIZE`] | 256 KiB | a multiple of the pool size; 64 pools keep `free_pools` and the `last_with` table small, and one global allocation per 64 pools makes the arena layer's cost negligible. |
-//! | [`MAX_EMPTY_ARENAS`] | 1 | bounds what a thread with no live object holds to 256 KiB, and nothing after the thread exits. Any value is safe; larger ones trade memory for page faults (see above). |
+//! | [`DECAY_POOLS`] | 64 | one arena's worth of pools taken without growth returns one kept arena. Any value is safe: smaller ones return memory sooner and fault it in again more often; kept memory is bounded by the thread's peak either way, and all of it is returned at thread exit. |
 
 use core::alloc::Layout;
 use core::mem::size_of;
@@ -189,8 +207,9 @@ pub const POOL_SIZE: usize = 4 * 1024;
 /// Size of an arena, one allocation from the global allocator.
 pub const ARENA_SIZE: usize = 256 * 1024;
 const POOLS_PER_ARENA: usize = ARENA_SIZE / POOL_SIZE;
-/// How many empty arenas a thread keeps instead of freeing them.
-pub const MAX_EMPTY_ARENAS: usize = 1;
+/// Pools taken from partly used arenas, with empty arenas kept, after which
+/// one kept empty arena is returned.
+pub const DECAY_POOLS: u32 = POOLS_PER_ARENA as u32;
 /// The class of a pool never used since it was carved.
 const NO_CLASS: u32 = u32::MAX;
 
@@ -267,6 +286,9 @@ struct Heap {
     last_with: [Cell<*mut Arena>; POOLS_PER_ARENA + 1],
     /// Empty arenas kept in `usable` (invariant 5).
     empty: Cell<usize>,
+    /// Pools taken from arenas that were not empty since an empty arena was
+    /// last returned by [`Heap::decay`].
+    clock: Cell<u32>,
     /// Arenas held from the global allocator, the empty ones included.
     arenas: Cell<usize>,
     /// `RELEASE` is registered.
@@ -343,9 +365,20 @@ pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout) {
     let count = p.count.get() - 1;
     p.count.set(count);
     if last.is_null() || count == 0 {
-        // SAFETY: `pool` is a live pool of this thread whose block was just
-        // freed; `last.is_null()` says whether it was full.
-        HEAP.with(|heap| unsafe { heap.pool_freed(pool, last.is_null()) });
+        // A pool that was not full is in `used[class]`; with no neighbour
+        // it is the only one there. It stays, empty, for the next
+        // allocation of its class (invariant 2), which then needs no slow
+        // path: a thread that makes and drops one object at a time never
+        // leaves the fast paths.
+        let sole = !last.is_null() && p.prev.get().is_null() && p.next.get().is_null();
+        HEAP.with(|heap| {
+            if sole && heap.may_keep() {
+                return;
+            }
+            // SAFETY: `pool` is a live pool of this thread whose block was
+            // just freed; `last.is_null()` says whether it was full.
+            unsafe { heap.pool_freed(pool, last.is_null()) }
+        });
     }
 }
 
@@ -420,6 +453,7 @@ impl Heap {
             usable: Cell::new(ptr::null_mut()),
             last_with: [const { Cell::new(ptr::null_mut()) }; POOLS_PER_ARENA + 1],
             empty: Cell::new(0),
+            clock: Cell::new(0),
             arenas: Cell::new(0),
             guarded: Cell::new(false),
             exiting: Cell::new(false),
@@ -546,6 +580,9 @@ impl Heap {
             }
             a.next.set(ptr::null_mut());
         }
+        if nf < POOLS_PER_ARENA && self.empty.get() > 0 {
+            self.decay();
+        }
 
         // SAFETY: just taken from the arena, initialised.
         let p = unsafe { pool.as_ref() };
@@ -656,6 +693,8 @@ impl Heap {
         let class = p.class.get() as usize;
         if p.count.get() != 0 {
             debug_assert!(was_full);
+            // SAFETY: the pools of `used[class]` belong to this heap.
+            unsafe { self.release_kept_pool(class) };
             // Used again: first in line for the next allocation.
             let head = self.used[class].get();
             p.next.set(head);
@@ -753,18 +792,96 @@ impl Heap {
     /// Whether an arena that is about to be empty is kept (and counted as
     /// such): there is room for it and the thread is not exiting.
     fn keep_empty(&self) -> bool {
-        if self.empty.get() >= MAX_EMPTY_ARENAS || self.exiting.get() {
+        if !self.may_keep() {
             return false;
-        }
-        if !self.guarded.get() {
-            // Fails only once thread-local teardown has passed `RELEASE`.
-            if RELEASE.try_with(|_| ()).is_err() {
-                return false;
-            }
-            self.guarded.set(true);
         }
         self.empty.set(self.empty.get() + 1);
         true
+    }
+
+    /// Whether empty memory may be kept instead of returned: the thread is
+    /// not exiting, and `RELEASE`, which returns it at exit, is registered.
+    #[inline]
+    fn may_keep(&self) -> bool {
+        if self.guarded.get() {
+            return !self.exiting.get();
+        }
+        self.guard()
+    }
+
+    #[cold]
+    fn guard(&self) -> bool {
+        // Fails only once thread-local teardown has passed `RELEASE`.
+        if self.exiting.get() || RELEASE.try_with(|_| ()).is_err() {
+            return false;
+        }
+        self.guarded.set(true);
+        true
+    }
+
+    /// If `used[class]` holds a kept empty pool (invariant 2), gives it back
+    /// to its arena.
+    ///
+    /// # Safety
+    ///
+    /// - The pools of `used[class]` must belong to this heap.
+    unsafe fn release_kept_pool(&self, class: usize) {
+        let Some(pool) = NonNull::new(self.used[class].get()) else {
+            return;
+        };
+        // SAFETY: live (invariant 1).
+        let p = unsafe { pool.as_ref() };
+        if p.count.get() != 0 {
+            return;
+        }
+        debug_assert!(p.next.get().is_null());
+        self.used[class].set(ptr::null_mut());
+        // SAFETY: an empty pool, now in no list; its arena is live and this
+        // heap's, by the caller's promise.
+        unsafe { self.pool_emptied(pool, NonNull::new_unchecked(p.arena.get())) };
+    }
+
+    /// Gives back every kept pool, then frees every empty arena.
+    fn trim(&self) {
+        for class in 0..CLASSES {
+            // SAFETY: this heap's own lists.
+            unsafe { self.release_kept_pool(class) };
+        }
+        // The empty arenas are the last ones of `usable`.
+        while let Some(arena) = NonNull::new(self.last_with[POOLS_PER_ARENA].get()) {
+            // SAFETY: an arena of `usable` with no block in use, which
+            // nothing else refers to.
+            unsafe {
+                self.remove_arena(arena);
+                self.free_arena(arena);
+            }
+            self.empty.set(self.empty.get() - 1);
+        }
+        debug_assert_eq!(self.empty.get(), 0);
+    }
+
+    /// One more pool was taken from an arena that was not empty. After
+    /// [`DECAY_POOLS`] of them, the thread has shown that it lives within the
+    /// arenas it uses: one kept empty arena goes back to the global
+    /// allocator. Growth into kept arenas does not count, so a heap that is
+    /// torn down and built again finds its arenas still there.
+    fn decay(&self) {
+        let t = self.clock.get() + 1;
+        if t < DECAY_POOLS {
+            self.clock.set(t);
+            return;
+        }
+        self.clock.set(0);
+        let Some(arena) = NonNull::new(self.last_with[POOLS_PER_ARENA].get()) else {
+            return;
+        };
+        // SAFETY: an arena of `usable` with no pool in use, which nothing
+        // else refers to.
+        unsafe {
+            self.remove_arena(arena);
+            self.free_arena(arena);
+        }
+        self.empty.set(self.empty.get() - 1);
     }
 
     /// Takes an arena out of `usable`, keeping `last_with` right.
@@ -825,33 +942,62 @@ impl Drop for Release {
     fn drop(&mut self) {
         HEAP.with(|heap| {
             heap.exiting.set(true);
-            // The empty arenas are the last ones of `usable`.
-            while let Some(arena) = NonNull::new(heap.last_with[POOLS_PER_ARENA].get()) {
-                // SAFETY: an arena of `usable` with no block in use, which
-                // nothing else refers to.
-                unsafe {
-                    heap.remove_arena(arena);
-                    heap.free_arena(arena);
-                }
-                heap.empty.set(heap.empty.get() - 1);
-            }
-            debug_assert_eq!(heap.empty.get(), 0);
+            heap.trim();
         });
     }
 }
 
-/// Arenas this thread holds from the global allocator, the cached empty one
+/// Returns to the global allocator, now, all the memory this thread's pool
+/// keeps for reuse: the emptied pool kept per size class and every empty
+/// arena. The next allocations map fresh arenas. For measurements (the
+/// benchmarks' leak check) and tests.
+#[doc(hidden)]
+pub fn trim() {
+    HEAP.with(Heap::trim);
+}
+
+/// Arenas this thread holds from the global allocator, the kept empty ones
 /// included. For tests.
 #[doc(hidden)]
 pub fn arenas() -> usize {
     HEAP.with(|h| h.arenas.get())
 }
 
-/// Empty arenas this thread keeps for reuse (at most [`MAX_EMPTY_ARENAS`]).
-/// For tests.
+/// Empty arenas this thread keeps for reuse. For tests.
 #[doc(hidden)]
 pub fn cached_arenas() -> usize {
     HEAP.with(|h| h.empty.get())
+}
+
+/// Arenas that hold a block in use: all of them but the kept empty ones and
+/// those whose only pools in use are kept empty pools. For tests.
+#[doc(hidden)]
+pub fn busy_arenas() -> usize {
+    HEAP.with(|h| {
+        let kept: Vec<*mut Arena> = h
+            .used
+            .iter()
+            .map(Cell::get)
+            .filter(|&pool| {
+                // SAFETY: pools of `used` are live (invariant 1).
+                !pool.is_null() && unsafe { r(pool) }.count.get() == 0
+            })
+            // SAFETY: as above.
+            .map(|pool| unsafe { r(pool) }.arena.get())
+            .collect();
+        let mut idle = 0;
+        for (i, &arena) in kept.iter().enumerate() {
+            if kept[..i].contains(&arena) {
+                continue;
+            }
+            let pools = kept.iter().filter(|&&a| a == arena).count();
+            // SAFETY: the arena of a live pool is live.
+            if unsafe { r(arena) }.free_pools.get() as usize + pools == POOLS_PER_ARENA {
+                idle += 1;
+            }
+        }
+        h.arenas.get() - h.empty.get() - idle
+    })
 }
 
 #[cfg(test)]
@@ -868,13 +1014,14 @@ mod tests {
     fn check_invariants() {
         HEAP.with(|h| {
             for (class, head) in h.used.iter().enumerate() {
-                let mut prev = ptr::null_mut();
+                let mut prev: *mut Pool = ptr::null_mut();
                 let mut pool = head.get();
                 while !pool.is_null() {
                     // SAFETY: pools in the lists are live.
                     let p = unsafe { r(pool) };
                     assert_eq!(p.class.get() as usize, class);
-                    assert!(p.count.get() > 0);
+                    // Only the sole pool of a class may be kept empty.
+                    assert!(p.count.get() > 0 || (prev.is_null() && p.next.get().is_null()));
                     assert!(!p.free.get().is_null());
                     assert_eq!(p.prev.get(), prev);
                     prev = pool;
@@ -915,13 +1062,12 @@ mod tests {
                 assert_eq!(l.get(), last_with[n], "last_with[{n}]");
             }
             assert_eq!(empty, h.empty.get());
-            assert!(empty <= MAX_EMPTY_ARENAS);
         });
     }
 
     #[test]
     fn every_small_layout_gets_an_aligned_block_of_its_class() {
-        let base = arenas() - cached_arenas();
+        let base = busy_arenas();
         let mut blocks = Vec::new();
         for size in 1..=SMALL_REQUEST_THRESHOLD {
             let aligns: &[usize] = if cfg!(miri) {
@@ -949,7 +1095,7 @@ mod tests {
             }
         }
         check_invariants();
-        assert_eq!(arenas() - cached_arenas(), base);
+        assert_eq!(busy_arenas(), base);
     }
 
     #[test]
@@ -994,9 +1140,9 @@ mod tests {
         } else {
             5 * per_pool * POOLS_PER_ARENA
         };
-        let base = arenas() - cached_arenas();
+        let base = busy_arenas();
         let blocks: Vec<_> = (0..n).map(|_| alloc(l)).collect();
-        let held = arenas() - cached_arenas() - base;
+        let held = busy_arenas() - base;
         assert!(held >= n.div_ceil(per_pool * POOLS_PER_ARENA));
         assert!(held <= n.div_ceil(per_pool * POOLS_PER_ARENA) + 1);
         check_invariants();
@@ -1006,47 +1152,145 @@ mod tests {
             unsafe { dealloc(*b, l) };
         }
         check_invariants();
-        assert_eq!(arenas() - cached_arenas() - base, held);
+        assert_eq!(busy_arenas() - base, held);
         // The freed blocks are used again before any new arena.
         let again: Vec<_> = (0..n / 2).map(|_| alloc(l)).collect();
-        assert_eq!(arenas() - cached_arenas() - base, held);
+        assert_eq!(busy_arenas() - base, held);
         check_invariants();
         for b in blocks.iter().skip(1).step_by(2).chain(&again) {
             // SAFETY: from `alloc` with `l`, freed once.
             unsafe { dealloc(*b, l) };
         }
         check_invariants();
-        // All empty: returned, except for the one kept.
-        assert_eq!(arenas() - cached_arenas(), base);
-        assert!(cached_arenas() <= MAX_EMPTY_ARENAS);
+        // All empty again, and kept for the next growth.
+        assert_eq!(busy_arenas(), base);
+        assert!(cached_arenas() + 1 >= held);
     }
 
     #[test]
-    fn allocating_and_freeing_one_block_keeps_one_empty_arena() {
-        let l = layout(24, 8);
-        for _ in 0..100 {
-            let b = alloc(l);
-            // SAFETY: from `alloc` with `l`.
-            unsafe { dealloc(b, l) };
-        }
-        assert_eq!(arenas(), cached_arenas());
-        assert!(arenas() <= 1);
-    }
-
-    #[test]
-    fn a_thread_returns_every_arena_even_the_kept_one() {
+    fn allocating_and_freeing_one_block_keeps_its_pool_in_use() {
         std::thread::spawn(|| {
-            let l = layout(200, 16);
-            let blocks: Vec<_> = (0..200).map(|_| alloc(l)).collect();
-            assert!(arenas() >= 1);
-            for b in blocks {
+            let l = layout(24, 8);
+            let first = alloc(l);
+            // SAFETY: from `alloc` with `l`.
+            unsafe { dealloc(first, l) };
+            for _ in 0..100 {
+                let b = alloc(l);
+                assert_eq!(b, first, "the kept pool serves the next block");
                 // SAFETY: from `alloc` with `l`.
                 unsafe { dealloc(b, l) };
             }
+            check_invariants();
+            assert_eq!((arenas(), cached_arenas(), busy_arenas()), (1, 0, 0));
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_fuller_pool_displaces_the_kept_empty_one() {
+        std::thread::spawn(|| {
+            let l = layout(64, 8);
+            let per_pool = (POOL_SIZE - FIRST_POOL_OVERHEAD) / 64;
+            // Two pools: the first full, the second with one block.
+            let blocks: Vec<_> = (0..per_pool + 1).map(|_| alloc(l)).collect();
+            // SAFETY: from `alloc` with `l`, each freed once.
+            unsafe {
+                dealloc(blocks[per_pool], l); // the second pool is kept empty
+                dealloc(blocks[0], l); // the full one is used again
+            }
+            check_invariants();
+            for b in &blocks[1..per_pool] {
+                // SAFETY: as above.
+                unsafe { dealloc(*b, l) };
+            }
+            check_invariants();
+            assert_eq!(busy_arenas(), 0);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_heap_built_again_finds_its_arenas_kept() {
+        std::thread::spawn(|| {
+            let l = layout(448, 8);
+            let n = 9 * POOLS_PER_ARENA * if cfg!(miri) { 2 } else { 4 };
+            for round in 0..3 {
+                let blocks: Vec<_> = (0..n).map(|_| alloc(l)).collect();
+                let held = arenas();
+                for b in blocks {
+                    // SAFETY: from `alloc` with `l`, freed once.
+                    unsafe { dealloc(b, l) };
+                }
+                check_invariants();
+                assert_eq!(arenas(), held, "round {round}: nothing returned");
+                assert_eq!(busy_arenas(), 0);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_steady_state_returns_kept_arenas_gradually() {
+        std::thread::spawn(|| {
+            let big = layout(448, 8);
+            let n = 9 * POOLS_PER_ARENA * 4;
+            let blocks: Vec<_> = (0..n).map(|_| alloc(big)).collect();
+            for b in blocks {
+                // SAFETY: from `alloc` with `big`, freed once.
+                unsafe { dealloc(b, big) };
+            }
+            let kept = cached_arenas();
+            assert!(kept >= 3);
+            // Each round takes one new pool from the arena still in use.
+            let small = layout(16, 8);
+            // More blocks than one pool holds.
+            let per_pool = POOL_SIZE / 16;
+            let rounds = DECAY_POOLS as usize * 2;
+            for round in 0..rounds {
+                let blocks: Vec<_> = (0..per_pool + 1).map(|_| alloc(small)).collect();
+                for b in blocks {
+                    // SAFETY: from `alloc` with `small`, freed once.
+                    unsafe { dealloc(b, small) };
+                }
+                if round == DECAY_POOLS as usize / 2 {
+                    assert_eq!(cached_arenas(), kept, "not yet");
+                }
+            }
+            check_invariants();
+            assert!(cached_arenas() < kept, "{} of {kept} kept", cached_arenas());
+            assert!(cached_arenas() + 2 >= kept);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn trim_returns_all_kept_memory_and_only_that() {
+        std::thread::spawn(|| {
+            let (a, b) = (layout(448, 8), layout(16, 8));
+            let n = 9 * POOLS_PER_ARENA * 2;
+            let blocks: Vec<_> = (0..n).map(|_| alloc(a)).collect();
+            let live = alloc(b);
+            for x in blocks {
+                // SAFETY: from `alloc` with `a`, freed once.
+                unsafe { dealloc(x, a) };
+            }
+            assert!(arenas() >= 2);
+            trim();
+            check_invariants();
+            // The arena of the live block stays; everything else is gone.
+            assert_eq!((arenas(), cached_arenas(), busy_arenas()), (1, 0, 1));
+            // SAFETY: from `alloc` with `b`.
+            unsafe { dealloc(live, b) };
+            trim();
+            assert_eq!(arenas(), 0);
+            let again = alloc(a);
             assert_eq!(arenas(), 1);
-            assert_eq!(cached_arenas(), 1);
-            // The thread-exit destructor frees the kept arena; Miri reports a
-            // leak if it does not.
+            // SAFETY: from `alloc` with `a`.
+            unsafe { dealloc(again, a) };
         })
         .join()
         .unwrap();
@@ -1057,9 +1301,13 @@ mod tests {
         std::thread::spawn(|| {
             let l = layout(16, 8);
             let b = alloc(l);
+            let c = alloc(layout(32, 8));
             // SAFETY: from `alloc` with `l`.
             unsafe { dealloc(b, l) };
-            assert_eq!(cached_arenas(), 1);
+            assert_eq!(busy_arenas(), 1);
+            // SAFETY: from `alloc` with its layout.
+            unsafe { dealloc(c, layout(32, 8)) };
+            assert_eq!((arenas(), busy_arenas()), (1, 0));
             drop(Release);
             assert_eq!((arenas(), cached_arenas()), (0, 0));
             let b = alloc(l);
@@ -1100,7 +1348,7 @@ mod tests {
         fn random_allocations_never_overlap_and_keep_their_contents(
             ops in proptest::collection::vec(op(), 1..if cfg!(miri) { 100 } else { 2000 }),
         ) {
-            let base = arenas() - cached_arenas();
+            let base = busy_arenas();
             // start address -> (end, block, layout, sequence number)
             let mut live: BTreeMap<usize, (usize, NonNull<u8>, Layout, usize)> = BTreeMap::new();
             let check = |b: NonNull<u8>, l: Layout, seq: usize| {
@@ -1147,7 +1395,7 @@ mod tests {
                 unsafe { dealloc(b, l) };
             }
             check_invariants();
-            prop_assert_eq!(arenas() - cached_arenas(), base);
+            prop_assert_eq!(busy_arenas(), base);
         }
     }
 }

@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::SeqCst};
 use std::thread;
 
-use gencc::pool::{arenas, cached_arenas, ARENA_SIZE, MAX_EMPTY_ARENAS, POOL_SIZE};
+use gencc::pool::{arenas, busy_arenas, cached_arenas, ARENA_SIZE, POOL_SIZE};
 use gencc::{Gc, Trace, Tracer};
 use proptest::prelude::*;
 
@@ -70,11 +70,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Arenas this thread holds with a block in use.
-fn busy_arenas() -> usize {
-    arenas() - cached_arenas()
-}
 
 /// A tracked node with `N` bytes of payload and one edge.
 struct Node<const N: usize> {
@@ -202,7 +197,7 @@ fn memory_is_reused() {
 }
 
 #[test]
-fn empty_arenas_are_returned() {
+fn empty_arenas_are_kept_for_the_next_growth() {
     let slot = claim_slot();
     let before = arenas();
     let base = busy_arenas();
@@ -210,6 +205,7 @@ fn empty_arenas_are_returned() {
     let n = if cfg!(miri) { 1_500 } else { 50_000 };
     let nodes: Vec<_> = (0..n).map(|i| Gc::new([i as u64; 56])).collect();
     let held = busy_arenas() - base;
+    let total = arenas();
     assert!(held >= n / (8 * 64), "{held} arenas");
     // The counter agrees with the global allocator's view.
     assert_eq!(ARENAS[slot].load(SeqCst), (arenas() - before) as isize);
@@ -223,7 +219,12 @@ fn empty_arenas_are_returned() {
     assert!(keep.iter().all(|(i, n)| **n == [*i as u64; 56]));
     drop(keep);
     assert_eq!(busy_arenas(), base);
-    assert!(cached_arenas() <= MAX_EMPTY_ARENAS);
+    assert_eq!(arenas(), total, "empty arenas are kept");
+    assert!(cached_arenas() + 1 >= held);
+    // Growing again maps nothing new.
+    let again: Vec<_> = (0..n).map(|i| Gc::new([i as u64; 56])).collect();
+    assert_eq!(arenas(), total);
+    drop(again);
 }
 
 #[test]
@@ -257,12 +258,12 @@ fn a_thread_returns_its_arenas_even_for_objects_freed_during_teardown() {
         "arenas left behind by the thread"
     );
 
-    // A thread that only allocated and freed keeps one empty arena until it
-    // exits.
+    // A thread that only allocated and freed keeps its pool, and so the
+    // pool's arena, until it exits.
     let slot = thread::spawn(|| {
         let slot = claim_slot();
         drop(Gc::new(1u64));
-        assert_eq!((arenas(), cached_arenas()), (1, 1));
+        assert_eq!((arenas(), busy_arenas()), (1, 0));
         assert_eq!(ARENAS[slot].load(SeqCst), 1);
         slot
     })
