@@ -219,6 +219,18 @@ fn alloc_object(layout: Layout) -> NonNull<u8> {
     }
 }
 
+/// The bytes [`alloc_object`] sets aside for `layout`.
+pub(crate) const fn allocated_size(layout: Layout) -> usize {
+    #[cfg(feature = "pool")]
+    {
+        crate::pool::block_size_for(layout)
+    }
+    #[cfg(not(feature = "pool"))]
+    {
+        layout.size()
+    }
+}
+
 /// # Safety
 ///
 /// - `raw` must come from [`alloc_object`] with the same `layout`, and not be
