@@ -37,6 +37,11 @@ pub trait Heap: 'static {
     /// `None` when the crate has no weak references.
     fn downgrade(p: &Self::Ptr) -> Option<Self::Weak>;
     fn upgrade(w: &Self::Weak) -> Option<Self::Ptr>;
+    /// Returns the memory the crate's own allocator keeps for reuse (gencc's
+    /// pool keeps empty arenas). The leak check and the bytes count call it
+    /// before each reading, so that kept memory is neither taken for a leak
+    /// nor reused unseen. Never called in timed code.
+    fn release_kept() {}
 }
 
 /// The crates compared, in table order.
@@ -152,6 +157,10 @@ impl Heap for Gencc {
     }
     fn upgrade(w: &Self::Weak) -> Option<Self::Ptr> {
         w.upgrade()
+    }
+    fn release_kept() {
+        #[cfg(feature = "pool")]
+        gencc::pool::trim();
     }
 }
 

@@ -68,6 +68,11 @@ pub fn enable() {
     ON.store(true, Relaxed);
 }
 
+/// Whether [`enable`] was called: this is a check child.
+pub fn enabled() -> bool {
+    ON.load(Relaxed)
+}
+
 /// Live allocations and the bytes they requested (`Layout::size`), counted
 /// since [`enable`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -83,11 +83,15 @@ fn check<H: Heap>(w: Workload, n: usize) -> String {
     }
     bytes_per_object::<H>(w, n);
     let mut line = String::from("status=ok");
-    let s0 = alloc::live();
+    let live = || {
+        H::release_kept();
+        alloc::live()
+    };
+    let s0 = live();
     let first = run::<H>(w, n).expect("applicable");
-    let s1 = alloc::live();
+    let s1 = live();
     run::<H>(w, n);
-    let s2 = alloc::live();
+    let s2 = live();
     let (d1, d2) = (s1 - s0, s2 - s1);
     line += &format!(
         " d1_count={} d1_bytes={} d2_count={} d2_bytes={} left_count={} left_bytes={}",
@@ -106,6 +110,7 @@ fn check<H: Heap>(w: Workload, n: usize) -> String {
 /// included) and allocations per object after building W1's nodes (kept
 /// alive in a pre-sized `Vec` that is not counted) or W5's ring.
 fn bytes_per_object<H: Heap>(w: Workload, n: usize) {
+    H::release_kept();
     let report = |delta: alloc::Live| {
         println!(
             "BYTES bytes_per_object={:.2} allocs_per_object={:.3}",
