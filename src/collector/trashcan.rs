@@ -63,22 +63,25 @@ impl Drop for Depth<'_> {
         let depth = st.trash_depth.get() - 1;
         st.trash_depth.set(depth);
         if depth == 0 && (st.orphaned.get() || !st.trash.borrow().is_empty()) {
-            outermost(st);
+            // Not inside `outermost`: `reap` may free the state, which must
+            // then not be borrowed by any frame's argument.
+            if outermost(st) {
+                super::reap();
+            }
         }
     }
 }
 
-/// The end of an outermost destruction that left work behind.
+/// The end of an outermost destruction that left work behind: empties the
+/// queue, and says whether the heap may have to be freed.
 #[inline(never)]
-fn outermost(st: &State) {
+fn outermost(st: &State) -> bool {
     // While unwinding, a second panic from a deferred destructor would
     // abort; the queue is left for the next outermost destruction.
     if !st.trash.borrow().is_empty() && !std::thread::panicking() {
         drain(st);
     }
-    if st.orphaned.get() {
-        super::reap();
-    }
+    st.orphaned.get()
 }
 
 /// Runs every deferred destruction. Each runs at depth 1, so whatever it
