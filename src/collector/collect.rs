@@ -118,18 +118,13 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                     user_code |= h.has(HAS_CALLBACKS)
                         || (h.vtable().finalize.is_some() && !h.has(FINALIZED));
                 };
+                // The garbage is left in no list: destroying it needs only
+                // the array, and user code, when there is some, needs the
+                // garbage list, which is then built (`destroy_garbage`).
                 // SAFETY: detection succeeded and nothing ran since; `hold`
                 // neither frees nor unlinks.
                 let survivors = unsafe {
-                    passes::partition(
-                        st,
-                        young,
-                        &mut examined,
-                        old,
-                        old_gen,
-                        &st.unreachable,
-                        hold,
-                    )
+                    passes::partition(st, young, &mut examined, old, old_gen, None, hold)
                 };
                 // Everything in these generations was examined.
                 for c in &st.dirty[..=gen] {
@@ -278,9 +273,9 @@ fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Heade
 ///   release handles to each other without `Gc::drop` visiting the counter.
 const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
 
-/// Steps b to e for the objects in `st.unreachable`, which `garbage` lists
-/// in list order and on which the collector already holds a reference, with
-/// weak references cleared and the marks of [`FOR_DESTRUCTION`] set.
+/// Steps b to e for the objects `garbage` lists, which are in no list and on
+/// which the collector already holds a reference, with weak references
+/// cleared and the marks of [`FOR_DESTRUCTION`] set.
 /// `user_code`: whether any of them has weak callbacks or a finalizer to run.
 /// Returns how many were destroyed.
 fn destroy_garbage(
@@ -298,6 +293,11 @@ fn destroy_garbage(
     }
     // The hold and step (a) were taken as `partition` found the garbage.
     if user_code {
+        // User code sees the garbage as tracked objects (`is_tracked`, a
+        // `Drop` marking a peer dirty), as before it was found; and step (d)
+        // runs the passes on it as a list.
+        // SAFETY: the garbage is alive (held) and in no list.
+        walk::each(garbage, |node| unsafe { list.push_back(node) });
         each_node(garbage, |_, h| h.clear(FOR_DESTRUCTION));
         run_user_code(st, old, old_gen, garbage, arena, panics);
         each_node(garbage, |_, h| h.set(FOR_DESTRUCTION));
@@ -320,7 +320,9 @@ fn destroy_garbage(
                 // Uncounted (see `FOR_DESTRUCTION`); a counted mark left by
                 // user code in (b)-(d) stays counted, which is harmless.
                 h.as_ref().clear(DIRTY);
-                list.remove(node);
+                if !node.as_ref().next.get().is_null() {
+                    list.remove(node);
+                }
                 trigger::on_dealloc(st);
                 panics.run(|| (h.as_ref().vtable().drop_value)(h));
                 if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
@@ -376,7 +378,7 @@ fn run_user_code(
                 &mut examined,
                 resurrected,
                 old_gen,
-                list,
+                Some(list),
                 |_, _| {},
             );
             // `examined` now holds what is still garbage.

@@ -80,7 +80,12 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 /// # Safety
 ///
 /// - `list` must be a well-formed list of live tracked objects.
-pub(crate) unsafe fn update_refs(list: &List, hold: usize, spare: Option<Nodes>) -> Nodes {
+unsafe fn update_refs(
+    list: &List,
+    hold: usize,
+    spare: Option<Nodes>,
+    outside: &mut Outside,
+) -> Nodes {
     // The objects a detection examines, in list order, so that the later
     // passes need not chase links (see `walk`).
     let mut nodes = Nodes::reuse(spare, list.len());
@@ -97,7 +102,7 @@ pub(crate) unsafe fn update_refs(list: &List, hold: usize, spare: Option<Nodes>)
             if let Some(n) = NonNull::new(next.cast_mut()) {
                 walk::prefetch(n);
             }
-            enter(node, hold);
+            outside.add(enter(node, hold));
             nodes.push(node);
             cur = NonNull::new(next.cast_mut());
         }
@@ -105,9 +110,29 @@ pub(crate) unsafe fn update_refs(list: &List, hold: usize, spare: Option<Nodes>)
     nodes
 }
 
-struct Subtract;
+/// The sum of `gc_refs` over the set, kept as the passes run: after
+/// subtraction, the number of references from outside the set. When it is
+/// zero nothing in the set is reachable from outside, everything is garbage,
+/// and the marking scan (one more walk over every object) is skipped. Whole
+/// structures dropped at once, the collections that free the most, are
+/// exactly that case.
+///
+/// The sum saturates instead of overflowing. Once saturated it can only
+/// overstate the true sum (which it then never reaches zero from, as fewer
+/// than `usize::MAX` edges exist), and overstating only costs the scan.
+#[derive(Default)]
+struct Outside(usize);
 
-impl Visit for Subtract {
+impl Outside {
+    #[inline]
+    fn add(&mut self, refs: usize) {
+        self.0 = self.0.saturating_add(refs);
+    }
+}
+
+struct Subtract<'a>(&'a mut Outside);
+
+impl Visit for Subtract<'_> {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
         // SAFETY: reported by `Trace` from a live handle, so the object is
@@ -122,6 +147,7 @@ impl Visit for Subtract {
             debug_assert!(word >> SHIFT > 0, "Trace reported more edges than handles");
             if word >> SHIFT > 0 {
                 set_scratch(l, word - (1 << SHIFT));
+                self.0 .0 = self.0 .0.saturating_sub(1);
             }
         }
     }
@@ -133,9 +159,10 @@ impl Visit for Subtract {
 /// # Safety
 ///
 /// - `nodes` must be what `update_refs` returned.
-pub(crate) unsafe fn subtract_refs(nodes: &[NonNull<Links>]) {
+unsafe fn subtract_refs(nodes: &[NonNull<Links>], outside: &mut Outside) {
+    let mut visit = Subtract(outside);
     // SAFETY: the objects are alive and unmodified since update_refs.
-    walk::each(nodes, |node| unsafe { trace(node, &mut Subtract) })
+    walk::each(nodes, |node| unsafe { trace(node, &mut visit) })
 }
 
 struct Mark<'a, 'b> {
@@ -210,15 +237,20 @@ pub(crate) unsafe fn detect(
         // SAFETY: forwarded from the caller; each pass's precondition is the
         // previous pass.
         unsafe {
+            let mut outside = Outside::default();
             let nodes = match set {
-                Set::Generations(max_gen) => update_and_subtract(list, max_gen, spare),
+                Set::Generations(max_gen) => {
+                    update_and_subtract(list, max_gen, spare, &mut outside)
+                }
                 Set::Garbage => {
-                    let nodes = update_refs(list, 1, spare);
-                    subtract_refs(&nodes);
+                    let nodes = update_refs(list, 1, spare, &mut outside);
+                    subtract_refs(&nodes, &mut outside);
                     nodes
                 }
             };
-            mark(&nodes, arena);
+            if outside.0 > 0 {
+                mark(&nodes, arena);
+            }
             nodes
         }
     });
@@ -239,9 +271,17 @@ pub(crate) unsafe fn detect(
 ///
 /// - `list` must be a well-formed list of live tracked objects holding
 ///   exactly the linked objects whose generation number is at most `max_gen`.
-unsafe fn update_and_subtract(list: &List, max_gen: usize, spare: Option<Nodes>) -> Nodes {
+unsafe fn update_and_subtract(
+    list: &List,
+    max_gen: usize,
+    spare: Option<Nodes>,
+    outside: &mut Outside,
+) -> Nodes {
     let mut nodes = Nodes::reuse(spare, list.len());
-    let mut visit = SubtractLazily { max_gen };
+    let mut visit = SubtractLazily {
+        max_gen,
+        sub: Subtract(outside),
+    };
     let end = list.sentinel();
     let mut cur = list.first();
     while let Some(node) = cur.filter(|n| *n != end) {
@@ -255,7 +295,7 @@ unsafe fn update_and_subtract(list: &List, max_gen: usize, spare: Option<Nodes>)
                 walk::prefetch(n);
             }
             if scratch(l) & COLLECTING == 0 {
-                enter(node, 0);
+                visit.sub.0.add(enter(node, 0));
             }
             nodes.push(node);
             trace(node, &mut visit);
@@ -267,32 +307,39 @@ unsafe fn update_and_subtract(list: &List, max_gen: usize, spare: Option<Nodes>)
 
 /// Sets up the scratch word of an object joining the set: its strong count,
 /// less `internal` references already known to come from inside the set.
+/// Returns the `gc_refs` it stored.
 ///
 /// # Safety
 ///
 /// - `links` must belong to a live tracked object.
 #[inline]
-unsafe fn enter(links: NonNull<Links>, internal: usize) {
+unsafe fn enter(links: NonNull<Links>, internal: usize) -> usize {
     // SAFETY: forwarded from the caller.
     unsafe {
         let header = Header::from_links(links);
-        let refs = header.as_ref().strong(header).saturating_sub(internal);
-        set_scratch(links.as_ref(), (refs.min(MAX_REFS) << SHIFT) | COLLECTING);
+        let refs = header
+            .as_ref()
+            .strong(header)
+            .saturating_sub(internal)
+            .min(MAX_REFS);
+        set_scratch(links.as_ref(), (refs << SHIFT) | COLLECTING);
+        refs
     }
 }
 
-struct SubtractLazily {
+struct SubtractLazily<'a> {
     max_gen: usize,
+    sub: Subtract<'a>,
 }
 
-impl Visit for SubtractLazily {
+impl Visit for SubtractLazily<'_> {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
         // SAFETY: reported by `Trace` from a live handle, so the object is
         // alive.
         let l = unsafe { links.as_ref() };
         if scratch(l) & COLLECTING != 0 {
-            Subtract.strong(links);
+            self.sub.strong(links);
             return;
         }
         // Not set up yet: in the set (then its turn in the walk is still to
@@ -303,15 +350,15 @@ impl Visit for SubtractLazily {
             && unsafe { Header::from_links(links).as_ref() }.generation() <= self.max_gen;
         if in_set {
             // SAFETY: alive, as above. This edge is the first from inside.
-            unsafe { enter(links, 1) };
+            self.sub.0.add(unsafe { enter(links, 1) });
         }
     }
 }
 
 /// Splits the examined `list` into the reached objects, appended to
 /// `reached_to` with generation `reached_gen`, and the rest, appended to
-/// `unreached_to`. Restores real `prev` pointers and clears the `DIRTY`
-/// marks of everything examined. Leaves in `nodes` only the unreached
+/// `unreached_to`, or left in no list if it is `None`. Restores real `prev`
+/// pointers and clears the `DIRTY` marks of everything examined. Leaves in `nodes` only the unreached
 /// objects, in their new list order, and calls `on_unreached` on each of
 /// them (so that the caller's first walk over the garbage costs no extra
 /// pass over memory). Returns how many were reached.
@@ -321,6 +368,8 @@ impl Visit for SubtractLazily {
 /// - `detect` must have succeeded on `list` and returned `nodes`; no user
 ///   code may have run since.
 /// - `reached_to` and `unreached_to` must be well formed; either may be `list`.
+///   Unreached objects left in no list must be linked again, or destroyed,
+///   before the collection ends.
 /// - `on_unreached` must not free the object or touch its links.
 pub(crate) unsafe fn partition(
     st: &State,
@@ -328,7 +377,7 @@ pub(crate) unsafe fn partition(
     nodes: &mut Nodes,
     reached_to: &List,
     reached_gen: usize,
-    unreached_to: &List,
+    unreached_to: Option<&List>,
     mut on_unreached: impl FnMut(NonNull<Header>, &Header),
 ) -> usize {
     // Every node of `list` is in `nodes` and is relinked below, so the list
@@ -353,7 +402,14 @@ pub(crate) unsafe fn partition(
                 header.set_generation(reached_gen);
                 reached_to.push_back(node);
             } else {
-                unreached_to.push_back(node);
+                match unreached_to {
+                    Some(to) => to.push_back(node),
+                    None => {
+                        let l = node.as_ref();
+                        l.next.set(ptr::null());
+                        l.prev.set(ptr::null());
+                    }
+                }
                 nodes[kept] = node;
                 kept += 1;
                 on_unreached(h, header);
