@@ -123,9 +123,8 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 // garbage list, which is then built (`destroy_garbage`).
                 // SAFETY: detection succeeded and nothing ran since; `hold`
                 // neither frees nor unlinks.
-                let survivors = unsafe {
-                    passes::partition(st, young, &mut examined, old, old_gen, None, hold)
-                };
+                let survivors =
+                    unsafe { passes::partition(young, &mut examined, old, old_gen, None, hold) };
                 // Everything in these generations was examined.
                 for c in &st.dirty[..=gen] {
                     c.set(0);
@@ -373,7 +372,6 @@ fn run_user_code(
         // SAFETY: detection succeeded and nothing ran since.
         Ok(mut examined) => unsafe {
             passes::partition(
-                st,
                 list,
                 &mut examined,
                 resurrected,

@@ -26,8 +26,8 @@ use bumpalo::Bump;
 
 use super::list::List;
 use super::nodes::Nodes;
-use super::{dirty, walk, State};
-use crate::header::{Header, Links};
+use super::walk;
+use crate::header::{Header, Links, DIRTY};
 use crate::trace::Tracer;
 use crate::weak::Registration;
 
@@ -358,10 +358,13 @@ impl Visit for SubtractLazily<'_> {
 /// Splits the examined `list` into the reached objects, appended to
 /// `reached_to` with generation `reached_gen`, and the rest, appended to
 /// `unreached_to`, or left in no list if it is `None`. Restores real `prev`
-/// pointers and clears the `DIRTY` marks of everything examined. Leaves in `nodes` only the unreached
-/// objects, in their new list order, and calls `on_unreached` on each of
-/// them (so that the caller's first walk over the garbage costs no extra
-/// pass over memory). Returns how many were reached.
+/// pointers and clears the `DIRTY` marks of the reached objects: they were
+/// examined, so whatever they lost before no longer matters. The dirty counts
+/// are the caller's to reset (over-counting is harmless, see `dirty`); the
+/// unreached objects keep their flags for the caller to set. Leaves in
+/// `nodes` only the unreached objects, in their new list order, and calls
+/// `on_unreached` on each of them (so that the caller's first walk over the
+/// garbage costs no extra pass over memory). Returns how many were reached.
 ///
 /// # Safety
 ///
@@ -372,7 +375,6 @@ impl Visit for SubtractLazily<'_> {
 ///   before the collection ends.
 /// - `on_unreached` must not free the object or touch its links.
 pub(crate) unsafe fn partition(
-    st: &State,
     list: &List,
     nodes: &mut Nodes,
     reached_to: &List,
@@ -395,10 +397,9 @@ pub(crate) unsafe fn partition(
         unsafe {
             let h = Header::from_links(node);
             let header = h.as_ref();
-            // Examined: whatever it lost before no longer matters.
-            dirty::forget(st, header);
             if scratch(node.as_ref()) & REACHED != 0 {
                 reached += 1;
+                header.clear(DIRTY);
                 header.set_generation(reached_gen);
                 reached_to.push_back(node);
             } else {
