@@ -139,9 +139,7 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                     &arena,
                     &mut panics,
                 );
-                if examined.worth_keeping() {
-                    st.spare_nodes.set(Some(examined));
-                }
+                st.spare_nodes.set(Some(examined));
                 found
             }
         }

@@ -78,7 +78,7 @@ pub(crate) struct State {
     pub(crate) trash: RefCell<Vec<NonNull<Header>>>,
     /// Scratch memory of the collection in progress, reused between them.
     pub(crate) arena: Cell<Option<Box<Bump>>>,
-    /// The array of examined objects of the last small collection, kept for
+    /// The array of examined objects of the last collection, kept for
     /// the next one (see [`nodes`]).
     pub(crate) spare_nodes: Cell<Option<nodes::Nodes>>,
     /// The thread is exiting and its exit guard has run: free the state as
