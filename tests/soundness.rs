@@ -497,6 +497,34 @@ fn panicking_collection_callback() {
 }
 
 #[test]
+fn several_panicking_drops_do_not_stop_the_others() {
+    fn boom(_: &Node) {
+        panic!("drop panics");
+    }
+    // Panics first, in the middle, twice in a row and last.
+    let panicking = [1, 4, 5, 8];
+    let nodes: Vec<_> = (1..=8)
+        .map(|id| {
+            let n = Node::new(id).payload(100 + id);
+            if panicking.contains(&id) {
+                n.on_drop(boom).gc()
+            } else {
+                n.gc()
+            }
+        })
+        .collect();
+    close_ring(&nodes);
+    drop(nodes);
+
+    assert_eq!(collect_panicking(), "drop panics");
+    for id in 1..=8 {
+        assert_eq!((drops_of(id), drops_of(100 + id)), (1, 1), "id {id}");
+    }
+    assert_eq!(gencc::collect(), 0);
+    assert_eq!(total_drops(), 16);
+}
+
+#[test]
 fn the_first_panic_of_a_collection_is_the_one_reraised() {
     fn boom(_: &Gc<Node>) {
         panic!("second");

@@ -304,31 +304,84 @@ fn destroy_garbage(
     // collector's hold goes. Values dropped later may still release handles
     // to objects freed earlier: the hold guarantees those are only freed
     // once nothing refers to them, by the last such release.
+    //
+    // One `catch_unwind` covers the whole walk rather than each value: after
+    // a panic the walk finishes the object whose value panicked and resumes
+    // with the next one.
     let destroyed = garbage.len();
     trashcan::scope(st, || {
-        walk::each(garbage, |node| {
-            // SAFETY: `node` is linked in the garbage list and held, and
-            // `DROPPED` is set on every garbage object, so no handle
-            // dereferences the value any more and it is dropped exactly once,
-            // here. The header is only borrowed briefly, never across the
-            // deallocation.
-            unsafe {
-                let h = Header::from_links(node);
-                // Uncounted (see `FOR_DESTRUCTION`); a counted mark left by
-                // user code in (b)-(d) stays counted, which is harmless.
-                h.as_ref().clear(DIRTY);
-                if !node.as_ref().next.get().is_null() {
-                    list.remove(node);
+        let mut next = 0;
+        while next < garbage.len() {
+            let mut current = next;
+            let walk = catch_unwind(AssertUnwindSafe(|| {
+                for i in next..garbage.len() {
+                    current = i;
+                    if let Some(&ahead) = garbage.get(i + walk::AHEAD) {
+                        walk::prefetch(ahead);
+                    }
+                    // SAFETY: each garbage object is held, marked `DROPPED`
+                    // (no handle dereferences its value any more) and visited
+                    // once, so its value is dropped exactly once, here.
+                    unsafe {
+                        let h = unlink_garbage(st, list, garbage[i]);
+                        (h.as_ref().vtable().drop_value)(h);
+                        release_garbage(h);
+                    }
                 }
-                trigger::on_dealloc(st);
-                panics.run(|| (h.as_ref().vtable().drop_value)(h));
-                if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
-                    Header::deallocate(h);
+            }));
+            match walk {
+                Ok(()) => break,
+                Err(payload) => {
+                    panics.keep(payload);
+                    // SAFETY: the value of `current` panicked while being
+                    // dropped; the rest of its destruction is still to do.
+                    unsafe { release_garbage(Header::from_links(garbage[current])) };
+                    next = current + 1;
                 }
             }
-        });
+        }
     });
     destroyed
+}
+
+/// The start of step (e) for one garbage object: it leaves its list, if it
+/// is in one, and the allocation count. Returns its header.
+///
+/// # Safety
+///
+/// - `node` must be a held garbage object, in `list` or in no list.
+#[inline(always)]
+unsafe fn unlink_garbage(st: &State, list: &List, node: NonNull<Links>) -> NonNull<Header> {
+    // SAFETY: forwarded from the caller; the header is only borrowed briefly.
+    unsafe {
+        let h = Header::from_links(node);
+        // Uncounted (see `FOR_DESTRUCTION`); a counted mark left by user code
+        // in (b)-(d) stays counted, which is harmless.
+        h.as_ref().clear(DIRTY);
+        if !node.as_ref().next.get().is_null() {
+            list.remove(node);
+        }
+        trigger::on_dealloc(st);
+        h
+    }
+}
+
+/// The end of step (e) for one garbage object whose value was dropped: the
+/// collector's hold goes, and the memory with it if nothing else holds it.
+///
+/// # Safety
+///
+/// - `h` must be a held garbage object whose value was dropped, released
+///   once.
+#[inline(always)]
+unsafe fn release_garbage(h: NonNull<Header>) {
+    // SAFETY: forwarded from the caller; the header is not borrowed across the
+    // deallocation.
+    unsafe {
+        if h.as_ref().dec_strong(h) && h.as_ref().dec_weak(h) {
+            Header::deallocate(h);
+        }
+    }
 }
 
 /// Steps b to d, for garbage with weak callbacks or finalizers: user code
