@@ -263,9 +263,8 @@ unsafe impl<T: ?Sized + Trace> Trace for Cell<T> {
 }
 
 // SAFETY: `RefCell` owns its value uniquely, so reporting what the value
-// reports follows rule 1, and `NEEDS_TRACE` is the value's own (rule 4).
-// `try_borrow` only adjusts the borrow flag and restores it, which rule 3
-// allows.
+// reports follows rule 1, and `NEEDS_TRACE` is the value's own (rule 4). It
+// reads the borrow flag and writes nothing, which rule 3 allows.
 unsafe impl<T: ?Sized + Trace> Trace for RefCell<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
 
@@ -277,7 +276,15 @@ unsafe impl<T: ?Sized + Trace> Trace for RefCell<T> {
         // while the caller holds `borrow_mut()`, from freeing or panicking on
         // what the caller is editing. The borrow cannot change during one
         // collection, so the answer stays the same throughout (rule 3).
-        if let Ok(value) = self.try_borrow() {
+        //
+        // The unguarded borrow leaves the flag alone: tracing then writes
+        // nothing to the objects it reads, which keeps their cache lines
+        // clean through the marking scan.
+        // SAFETY: the reference lives only for the `trace` call below, and
+        // nothing can borrow the cell mutably meanwhile: only `Trace` impls
+        // run inside it, and rule 3 forbids them any interior mutation of what
+        // they read, this cell included.
+        if let Ok(value) = unsafe { self.try_borrow_unguarded() } {
             value.trace(tracer);
         }
     }
