@@ -339,6 +339,7 @@ pub(crate) unsafe fn track(st: &State, h: NonNull<Header>, gen: usize) {
 /// # Safety
 ///
 /// - `h` must be a live tracked object, not in the middle of a detection pass.
+#[inline]
 pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
     // SAFETY: forwarded from the caller; a linked object's generation number
     // names the list it is in.

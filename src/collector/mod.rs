@@ -84,6 +84,10 @@ pub(crate) struct State {
     /// The thread is exiting and its exit guard has run: free the state as
     /// soon as it is empty (see [`reap`]).
     pub(crate) orphaned: Cell<bool>,
+    /// `orphaned` is set or `trash` is not empty: the end of the outermost
+    /// destruction has work to do. One flag, so that the common end of a
+    /// death tests one byte.
+    pub(crate) outermost_work: Cell<bool>,
 }
 
 /// The default thresholds, CPython 3.11's: a young collection every 700 net
@@ -118,6 +122,7 @@ impl State {
             arena: Cell::new(None),
             spare_nodes: Cell::new(None),
             orphaned: Cell::new(false),
+            outermost_work: Cell::new(false),
         }));
         // SAFETY: just allocated, and never moved again.
         for l in unsafe { &*st }.all_lists() {
@@ -194,6 +199,7 @@ fn init_state() -> &'static State {
     // `reap` frees it once it is empty.
     if EXIT.try_with(|_| ()).is_err() {
         st.orphaned.set(true);
+        st.outermost_work.set(true);
     }
     st
 }
@@ -254,6 +260,7 @@ impl Drop for ExitGuard {
             log::error!(target: "gencc", "a panic in user code during the thread-exit collection was ignored");
         }
         st.orphaned.set(true);
+        st.outermost_work.set(true);
         reap();
     }
 }

@@ -44,6 +44,7 @@ pub(crate) unsafe fn release<T: Trace + 'static>(header: NonNull<Header>) {
         // from collections until its deferred destruction runs.
         unsafe { crate::gc::untrack(st, header) };
         st.trash.borrow_mut().push(header);
+        st.outermost_work.set(true);
         return;
     }
     st.trash_depth.set(depth + 1);
@@ -62,7 +63,7 @@ impl Drop for Depth<'_> {
         let st = self.0;
         let depth = st.trash_depth.get() - 1;
         st.trash_depth.set(depth);
-        if depth == 0 && (st.orphaned.get() || !st.trash.borrow().is_empty()) {
+        if depth == 0 && st.outermost_work.get() {
             // Not inside `outermost`: `reap` may free the state, which must
             // then not be borrowed by any frame's argument.
             if outermost(st) {
@@ -81,6 +82,8 @@ fn outermost(st: &State) -> bool {
     if !st.trash.borrow().is_empty() && !std::thread::panicking() {
         drain(st);
     }
+    st.outermost_work
+        .set(st.orphaned.get() || !st.trash.borrow().is_empty());
     st.orphaned.get()
 }
 
