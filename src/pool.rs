@@ -1017,6 +1017,24 @@ mod tests {
         Layout::from_size_align(size, align).unwrap()
     }
 
+    /// Runs `f` on a new thread, whose heap starts empty and is torn down
+    /// (kept memory returned) when it ends.
+    fn on_a_fresh_heap(f: impl FnOnce() + Send + 'static) {
+        std::thread::spawn(f).join().unwrap();
+    }
+
+    /// Frees every block of `blocks`.
+    ///
+    /// # Safety
+    ///
+    /// - Each block must come from [`alloc`] with `l` and not be freed yet.
+    unsafe fn free_all(blocks: Vec<NonNull<u8>>, l: Layout) {
+        for b in blocks {
+            // SAFETY: forwarded from the caller.
+            unsafe { dealloc(b, l) };
+        }
+    }
+
     /// Walks this thread's lists and checks invariants 2 to 4.
     fn check_invariants() {
         HEAP.with(|h| {
@@ -1176,7 +1194,7 @@ mod tests {
 
     #[test]
     fn allocating_and_freeing_one_block_keeps_its_pool_in_use() {
-        std::thread::spawn(|| {
+        on_a_fresh_heap(|| {
             let l = layout(24, 8);
             let first = alloc(l);
             // SAFETY: from `alloc` with `l`.
@@ -1189,14 +1207,12 @@ mod tests {
             }
             check_invariants();
             assert_eq!((arenas(), cached_arenas(), busy_arenas()), (1, 0, 0));
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_fuller_pool_displaces_the_kept_empty_one() {
-        std::thread::spawn(|| {
+        on_a_fresh_heap(|| {
             let l = layout(64, 8);
             let per_pool = (POOL_SIZE - FIRST_POOL_OVERHEAD) / 64;
             // Two pools: the first full, the second with one block.
@@ -1213,42 +1229,34 @@ mod tests {
             }
             check_invariants();
             assert_eq!(busy_arenas(), 0);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_heap_built_again_finds_its_arenas_kept() {
-        std::thread::spawn(|| {
+        on_a_fresh_heap(|| {
             let l = layout(448, 8);
             let n = 9 * POOLS_PER_ARENA * if cfg!(miri) { 2 } else { 4 };
             for round in 0..3 {
                 let blocks: Vec<_> = (0..n).map(|_| alloc(l)).collect();
                 let held = arenas();
-                for b in blocks {
-                    // SAFETY: from `alloc` with `l`, freed once.
-                    unsafe { dealloc(b, l) };
-                }
+                // SAFETY: all from `alloc` with `l`, each freed once.
+                unsafe { free_all(blocks, l) };
                 check_invariants();
                 assert_eq!(arenas(), held, "round {round}: nothing returned");
                 assert_eq!(busy_arenas(), 0);
             }
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn a_steady_state_returns_kept_arenas_gradually() {
-        std::thread::spawn(|| {
+        on_a_fresh_heap(|| {
             let big = layout(448, 8);
             let n = 9 * POOLS_PER_ARENA * 4;
             let blocks: Vec<_> = (0..n).map(|_| alloc(big)).collect();
-            for b in blocks {
-                // SAFETY: from `alloc` with `big`, freed once.
-                unsafe { dealloc(b, big) };
-            }
+            // SAFETY: all from `alloc` with `big`, each freed once.
+            unsafe { free_all(blocks, big) };
             let kept = cached_arenas();
             assert!(kept >= 3);
             // Each round takes one new pool from the arena still in use.
@@ -1258,10 +1266,8 @@ mod tests {
             let rounds = DECAY_POOLS as usize * 2;
             for round in 0..rounds {
                 let blocks: Vec<_> = (0..per_pool + 1).map(|_| alloc(other)).collect();
-                for b in blocks {
-                    // SAFETY: from `alloc` with `other`, freed once.
-                    unsafe { dealloc(b, other) };
-                }
+                // SAFETY: all from `alloc` with `other`, each freed once.
+                unsafe { free_all(blocks, other) };
                 if round == DECAY_POOLS as usize / 2 {
                     assert_eq!(cached_arenas(), kept, "not yet");
                 }
@@ -1269,22 +1275,18 @@ mod tests {
             check_invariants();
             assert!(cached_arenas() < kept, "{} of {kept} kept", cached_arenas());
             assert!(cached_arenas() + 2 >= kept);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn trim_returns_all_kept_memory_and_only_that() {
-        std::thread::spawn(|| {
+        on_a_fresh_heap(|| {
             let (a, b) = (layout(448, 8), layout(16, 8));
             let n = 9 * POOLS_PER_ARENA * 2;
             let blocks: Vec<_> = (0..n).map(|_| alloc(a)).collect();
             let live = alloc(b);
-            for x in blocks {
-                // SAFETY: from `alloc` with `a`, freed once.
-                unsafe { dealloc(x, a) };
-            }
+            // SAFETY: all from `alloc` with `a`, each freed once.
+            unsafe { free_all(blocks, a) };
             assert!(arenas() >= 2);
             trim();
             check_invariants();
@@ -1298,14 +1300,12 @@ mod tests {
             assert_eq!(arenas(), 1);
             // SAFETY: from `alloc` with `a`.
             unsafe { dealloc(again, a) };
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[test]
     fn the_exit_destructor_stops_keeping_empty_arenas() {
-        std::thread::spawn(|| {
+        on_a_fresh_heap(|| {
             let l = layout(16, 8);
             let b = alloc(l);
             let c = alloc(layout(32, 8));
@@ -1322,9 +1322,7 @@ mod tests {
             // SAFETY: from `alloc` with `l`.
             unsafe { dealloc(b, l) };
             assert_eq!((arenas(), cached_arenas()), (0, 0));
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     #[derive(Debug, Clone)]
