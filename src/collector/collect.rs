@@ -313,7 +313,7 @@ fn destroy_garbage(
         let mut next = 0;
         while next < garbage.len() {
             let mut current = next;
-            let walk = catch_unwind(AssertUnwindSafe(|| {
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
                 for i in next..garbage.len() {
                     current = i;
                     if let Some(&ahead) = garbage.get(i + walk::AHEAD) {
@@ -329,7 +329,7 @@ fn destroy_garbage(
                     }
                 }
             }));
-            match walk {
+            match outcome {
                 Ok(()) => break,
                 Err(payload) => {
                     panics.keep(payload);

@@ -128,6 +128,12 @@ impl Outside {
     fn add(&mut self, refs: usize) {
         self.0 = self.0.saturating_add(refs);
     }
+
+    /// One reference turned out to come from inside the set.
+    #[inline]
+    fn inside(&mut self) {
+        self.0 = self.0.saturating_sub(1);
+    }
 }
 
 struct Subtract<'a>(&'a mut Outside);
@@ -147,7 +153,7 @@ impl Visit for Subtract<'_> {
             debug_assert!(word >> SHIFT > 0, "Trace reported more edges than handles");
             if word >> SHIFT > 0 {
                 set_scratch(l, word - (1 << SHIFT));
-                self.0 .0 = self.0 .0.saturating_sub(1);
+                self.0.inside();
             }
         }
     }
