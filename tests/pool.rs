@@ -1,6 +1,7 @@
-//! The `pool` feature: objects of assorted sizes through `Gc`, million-node
-//! shapes, memory reuse, arenas returned when empty (also at thread exit),
-//! and a property test of random allocation and destruction.
+//! The `pool` feature (on by default): objects of assorted sizes through
+//! `Gc`, million-node shapes, memory reuse, empty arenas kept for the next
+//! growth and all returned at thread exit, and a property test of random
+//! allocation and destruction.
 //!
 //! A counting global allocator tracks the arenas the pool holds from it, per
 //! slot: a thread that claims a slot has its arena allocations and frees

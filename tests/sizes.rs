@@ -6,8 +6,10 @@
 //! it, between `start` and `finish`, so the tests of this binary can run in
 //! parallel.
 //!
-//! With the `pool` feature objects come from gencc's own pools, which the
-//! global allocator never sees, so these measurements only apply without it.
+//! With the `pool` feature (the default) objects come from gencc's own pools,
+//! which the global allocator never sees, so these measurements only apply
+//! without it: CI runs them in its `cargo test --no-default-features
+//! --features derive` step.
 #![cfg(not(feature = "pool"))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
