@@ -302,7 +302,7 @@ thread_local! {
 
 /// The pool class for `layout`, or `None` for the global allocator.
 #[inline(always)]
-fn class_of(layout: Layout) -> Option<usize> {
+const fn class_of(layout: Layout) -> Option<usize> {
     if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
         // A zero size gets the smallest class.
         Some(layout.size().saturating_sub(1) >> ALIGNMENT_SHIFT)
@@ -319,10 +319,9 @@ const fn block_size(class: usize) -> usize {
 /// The bytes [`alloc`] sets aside for `layout`: its class's block size, or
 /// the size itself for the global allocator.
 pub(crate) const fn block_size_for(layout: Layout) -> usize {
-    if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
-        block_size(layout.size().saturating_sub(1) >> ALIGNMENT_SHIFT)
-    } else {
-        layout.size()
+    match class_of(layout) {
+        Some(class) => block_size(class),
+        None => layout.size(),
     }
 }
 
@@ -854,17 +853,24 @@ impl Heap {
             // SAFETY: this heap's own lists.
             unsafe { self.release_kept_pool(class) };
         }
-        // The empty arenas are the last ones of `usable`.
-        while let Some(arena) = NonNull::new(self.last_with[POOLS_PER_ARENA].get()) {
-            // SAFETY: an arena of `usable` with no block in use, which
-            // nothing else refers to.
-            unsafe {
-                self.remove_arena(arena);
-                self.free_arena(arena);
-            }
-            self.empty.set(self.empty.get() - 1);
-        }
+        while self.free_kept_arena() {}
         debug_assert_eq!(self.empty.get(), 0);
+    }
+
+    /// Frees one kept empty arena, if there is one; says whether there was.
+    fn free_kept_arena(&self) -> bool {
+        // The empty arenas are the last ones of `usable`.
+        let Some(arena) = NonNull::new(self.last_with[POOLS_PER_ARENA].get()) else {
+            return false;
+        };
+        // SAFETY: an arena of `usable` with no block in use, which nothing
+        // else refers to.
+        unsafe {
+            self.remove_arena(arena);
+            self.free_arena(arena);
+        }
+        self.empty.set(self.empty.get() - 1);
+        true
     }
 
     /// One more pool was taken from an arena that was not empty. After
@@ -879,16 +885,7 @@ impl Heap {
             return;
         }
         self.clock.set(0);
-        let Some(arena) = NonNull::new(self.last_with[POOLS_PER_ARENA].get()) else {
-            return;
-        };
-        // SAFETY: an arena of `usable` with no pool in use, which nothing
-        // else refers to.
-        unsafe {
-            self.remove_arena(arena);
-            self.free_arena(arena);
-        }
-        self.empty.set(self.empty.get() - 1);
+        self.free_kept_arena();
     }
 
     /// Takes an arena out of `usable`, keeping `last_with` right.
