@@ -164,8 +164,8 @@ pub fn count() -> [usize; 3] {
 /// ```
 pub fn freeze() {
     let st = state();
-    for g in &st.gens {
-        retag_and_move(g, &st.permanent, crate::header::PERMANENT);
+    for g in st.gens() {
+        retag_and_move(g, st.permanent(), crate::header::PERMANENT);
     }
     crate::collector::dirty::move_counts(st, &[0, 1, 2], crate::header::PERMANENT);
     for c in &st.counts {
@@ -182,7 +182,7 @@ pub fn freeze() {
 /// ```
 pub fn unfreeze() {
     let st = state();
-    retag_and_move(&st.permanent, &st.gens[2], 2);
+    retag_and_move(st.permanent(), &st.gens()[2], 2);
     crate::collector::dirty::move_counts(st, &[crate::header::PERMANENT], 2);
 }
 
@@ -212,7 +212,7 @@ fn retag_and_move(
 /// assert_eq!(gencc::freeze_count(), 0);
 /// ```
 pub fn freeze_count() -> usize {
-    state().permanent.len()
+    state().permanent().len()
 }
 
 /// Statistics of one generation since the thread started

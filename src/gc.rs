@@ -68,7 +68,7 @@ impl<T: Trace + 'static> Gc<T> {
             let h = TypeInfo::<T>::allocate(value);
             // SAFETY: a fresh tracked object, in no list; its flags are clear
             // and its generation number is 0 from allocation.
-            unsafe { st.gens[0].push_back(Header::links(h)) };
+            unsafe { st.gens()[0].push_back(Header::links(h)) };
             Gc::from_header(h)
         } else {
             Gc::from_header(TypeInfo::<T>::allocate(value))

@@ -61,10 +61,10 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         log::info!(
             target: "gencc",
             "collecting generation {gen}; objects in each generation: {} {} {}, frozen: {}",
-            st.gens[0].len(),
-            st.gens[1].len(),
-            st.gens[2].len(),
-            st.permanent.len()
+            st.gens()[0].len(),
+            st.gens()[1].len(),
+            st.gens()[2].len(),
+            st.permanent().len()
         );
         std::time::Instant::now()
     });
@@ -75,16 +75,16 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
     for c in &st.counts[..=gen] {
         c.set(0);
     }
-    let young = &st.gens[gen];
+    let young = &st.gens()[gen];
     let old_gen = (gen + 1).min(2);
-    let old = &st.gens[old_gen];
+    let old = &st.gens()[old_gen];
     let clean = st.dirty[..=gen].iter().all(|c| c.get() == 0);
     let arena = st.arena.take().unwrap_or_default();
     let found = if clean {
         // Nothing here lost a reference since it was last examined, so the
         // passes would find everything reachable (see `dirty`): promote.
         let mut promoted = 0;
-        for g in st.gens[..=gen].iter().filter(|g| !core::ptr::eq(*g, old)) {
+        for g in st.gens()[..=gen].iter().filter(|g| !core::ptr::eq(*g, old)) {
             promoted += g.len();
             retag(g, old_gen);
             old.append_all(g);
@@ -92,7 +92,7 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         record_promotion(st, gen, old.len(), promoted);
         0
     } else {
-        for younger in &st.gens[..gen] {
+        for younger in &st.gens()[..gen] {
             young.append_all(younger);
         }
         let spare = st.spare_nodes.take();

@@ -42,10 +42,10 @@ pub(crate) type Callback = Rc<dyn Fn(&CollectionInfo)>;
 /// the heap, so every field is a `Cell` or a short-lived `RefCell` borrow that
 /// is never held across user code.
 pub(crate) struct State {
-    /// Generations 0, 1 and 2.
-    pub(crate) gens: [List; 3],
-    /// Frozen objects: tracked, never examined.
-    pub(crate) permanent: List,
+    /// Generations 0, 1 and 2, then the frozen objects (tracked, never
+    /// examined): indexed by the generation number in the header, so that a
+    /// death finds its list without a branch.
+    lists: [List; 4],
     /// Scratch list: the garbage of the collection in progress.
     pub(crate) unreachable: List,
     /// Scratch list: garbage that a finalizer resurrected.
@@ -101,8 +101,7 @@ impl State {
     /// address, through that same pointer.
     fn create() -> *const State {
         let st = Box::into_raw(Box::new(State {
-            gens: [List::new(), List::new(), List::new()],
-            permanent: List::new(),
+            lists: [const { List::new() }; 4],
             unreachable: List::new(),
             resurrected: List::new(),
             thresholds: DEFAULT_THRESHOLDS.map(Cell::new),
@@ -132,12 +131,12 @@ impl State {
     }
 
     fn all_lists(&self) -> [&List; 6] {
-        let [g0, g1, g2] = &self.gens;
+        let [g0, g1, g2, frozen] = &self.lists;
         [
             g0,
             g1,
             g2,
-            &self.permanent,
+            frozen,
             &self.unreachable,
             &self.resurrected,
         ]
@@ -146,10 +145,19 @@ impl State {
     /// The list an object with generation number `gen` is linked in.
     #[inline]
     pub(crate) fn list_of(&self, gen: usize) -> &List {
-        match gen {
-            PERMANENT => &self.permanent,
-            g => &self.gens[g],
-        }
+        &self.lists[gen]
+    }
+
+    /// Generations 0, 1 and 2.
+    #[inline]
+    pub(crate) fn gens(&self) -> &[List; 3] {
+        let [gens @ .., _] = &self.lists;
+        gens
+    }
+
+    /// The frozen objects.
+    pub(crate) fn permanent(&self) -> &List {
+        &self.lists[PERMANENT]
     }
 
     /// Whether nothing can still point into this state: no tracked object,
