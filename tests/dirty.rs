@@ -169,3 +169,27 @@ fn an_unchanged_old_object_in_a_young_cycle_is_found() {
     );
     assert_eq!(gencc::collect(), 2);
 }
+
+#[test]
+fn a_young_object_kept_only_by_an_old_one_stays_suspect() {
+    // `old` is clean in generation 2, and its only handle is moved into
+    // `young`, so it never loses a reference. `young` loses its outside
+    // handle; a young collection then finds it kept, by `old`'s edge from
+    // outside the generation. The full collection must still search.
+    let old = leaf();
+    gencc::collect();
+    gencc::collect();
+    assert_eq!(Gc::generation(&old), Some(Generation::Old));
+    let young = parent(vec![old]);
+    young.children.borrow()[0]
+        .children
+        .borrow_mut()
+        .push(young.clone());
+    let probe = Gc::downgrade(&young);
+    drop(young); // young loses a reference: dirty
+    assert_eq!(gencc::collect_generation(0), Ok(0), "kept by generation 2");
+    // (No upgrade here: dropping the upgraded handle would make it dirty.)
+    assert_eq!(probe.strong_count(), 1);
+    assert_eq!(gencc::collect(), 2, "young and old are a garbage cycle");
+    assert!(probe.upgrade().is_none());
+}

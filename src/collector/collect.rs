@@ -123,12 +123,16 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 // garbage list, which is then built (`destroy_garbage`).
                 // SAFETY: detection succeeded and nothing ran since; `hold`
                 // neither frees nor unlinks.
-                let survivors =
-                    unsafe { passes::partition(young, &mut examined, old, old_gen, None, hold) };
-                // Everything in these generations was examined.
+                let (survivors, still_dirty) = unsafe {
+                    passes::partition(young, &mut examined, old, old_gen, None, gen == 2, hold)
+                };
+                // Everything in these generations was examined; the
+                // survivors that stay dirty now count in the older one.
                 for c in &st.dirty[..=gen] {
                     c.set(0);
                 }
+                let d = &st.dirty[old_gen];
+                d.set(d.get() + still_dirty);
                 record_promotion(st, gen, old.len(), survivors);
                 let found = destroy_garbage(
                     st,
@@ -428,6 +432,8 @@ fn run_user_code(
                 resurrected,
                 old_gen,
                 Some(list),
+                // Marked and counted below, with the rest of the resurrected.
+                true,
                 |_, _| {},
             );
             // `examined` now holds what is still garbage.

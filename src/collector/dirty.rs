@@ -17,6 +17,15 @@
 //! structure (where handles are moved into their parents, never dropped)
 //! thus costs no scan at all, instead of the repeated scans CPython pays.
 //!
+//! Only a collection of all three generations may clear the mark of an
+//! object it keeps. A younger collection takes every reference from an older
+//! generation for an outside one, yet the older object may be garbage too:
+//! if its only handle was moved into the young object, it never lost a
+//! reference, and the young object is the one dirty member of their cycle.
+//! Were the young collection to clear that mark, no later collection would
+//! search for the cycle. So a younger collection keeps the marks of its
+//! dirty survivors, and they count in the generation they are promoted to.
+//!
 //! Invariant: `dirty[g]` is at least the number of objects with `DIRTY` set
 //! whose generation number is `g` (linked in generation `g`, or held in the
 //! collector's scratch lists). Over-counting only costs a detection that

@@ -364,13 +364,18 @@ impl Visit for SubtractLazily<'_> {
 /// Splits the examined `list` into the reached objects, appended to
 /// `reached_to` with generation `reached_gen`, and the rest, appended to
 /// `unreached_to`, or left in no list if it is `None`. Restores real `prev`
-/// pointers and clears the `DIRTY` marks of the reached objects: they were
-/// examined, so whatever they lost before no longer matters. The dirty counts
-/// are the caller's to reset (over-counting is harmless, see `dirty`); the
-/// unreached objects keep their flags for the caller to set. Leaves in
-/// `nodes` only the unreached objects, in their new list order, and calls
-/// `on_unreached` on each of them (so that the caller's first walk over the
-/// garbage costs no extra pass over memory). Returns how many were reached.
+/// pointers. Leaves in `nodes` only the unreached objects, in their new list
+/// order, and calls `on_unreached` on each of them (so that the caller's
+/// first walk over the garbage costs no extra pass over memory); their flags
+/// are the caller's to set.
+///
+/// With `clear_dirty`, the `DIRTY` marks of the reached objects go: the
+/// caller examined every generation, so "reached" means reachable from
+/// outside the heap, and whatever they lost before no longer matters.
+/// Otherwise a reached object may owe its survival to an older object that
+/// is itself garbage, and must stay suspect (see `dirty`). The dirty counts
+/// are the caller's to keep. Returns how many objects were reached, and how
+/// many of those are still `DIRTY`.
 ///
 /// # Safety
 ///
@@ -386,12 +391,14 @@ pub(crate) unsafe fn partition(
     reached_to: &List,
     reached_gen: usize,
     unreached_to: Option<&List>,
+    clear_dirty: bool,
     mut on_unreached: impl FnMut(NonNull<Header>, &Header),
-) -> usize {
+) -> (usize, usize) {
     // Every node of `list` is in `nodes` and is relinked below, so the list
     // can start over empty.
     list.forget_all();
     let mut reached = 0;
+    let mut still_dirty = 0;
     let mut kept = 0;
     for i in 0..nodes.len() {
         let node = nodes[i];
@@ -405,7 +412,13 @@ pub(crate) unsafe fn partition(
             let header = h.as_ref();
             if scratch(node.as_ref()) & REACHED != 0 {
                 reached += 1;
-                header.clear(DIRTY);
+                if header.has(DIRTY) {
+                    if clear_dirty {
+                        header.clear(DIRTY);
+                    } else {
+                        still_dirty += 1;
+                    }
+                }
                 header.set_generation(reached_gen);
                 reached_to.push_back(node);
             } else {
@@ -424,7 +437,7 @@ pub(crate) unsafe fn partition(
         }
     }
     nodes.truncate(kept);
-    reached
+    (reached, still_dirty)
 }
 
 struct WeakScan;
