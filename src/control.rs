@@ -165,7 +165,7 @@ pub fn count() -> [usize; 3] {
 pub fn freeze() {
     let st = state();
     for g in st.gens() {
-        retag_and_move(g, st.permanent(), crate::header::PERMANENT);
+        retag_and_move(g, st.permanent(), crate::header::PERMANENT, |_| {});
     }
     crate::collector::dirty::move_counts(st, &[0, 1, 2], crate::header::PERMANENT);
     for c in &st.counts {
@@ -182,23 +182,31 @@ pub fn freeze() {
 /// ```
 pub fn unfreeze() {
     let st = state();
-    retag_and_move(st.permanent(), &st.gens()[2], 2);
+    let mut marked = 0;
+    retag_and_move(st.permanent(), &st.gens()[2], 2, |h| {
+        marked += usize::from(crate::collector::dirty::suspect(h));
+    });
     crate::collector::dirty::move_counts(st, &[crate::header::PERMANENT], 2);
+    let d = &st.dirty[2];
+    d.set(d.get() + marked);
 }
 
+/// Moves every object of `from` to `to` with generation number `gen`,
+/// calling `each` on it.
 fn retag_and_move(
     from: &crate::collector::list::List,
     to: &crate::collector::list::List,
     gen: usize,
+    mut each: impl FnMut(&crate::header::Header),
 ) {
     let mut cur = from.first();
     while let Some(node) = cur {
         // SAFETY: linked nodes are live tracked objects, walked with real
         // links (no detection pass runs while user code can call this).
         unsafe {
-            crate::header::Header::from_links(node)
-                .as_ref()
-                .set_generation(gen);
+            let h = crate::header::Header::from_links(node).as_ref();
+            h.set_generation(gen);
+            each(h);
             cur = from.next_of(node);
         }
     }

@@ -193,3 +193,22 @@ fn a_young_object_kept_only_by_an_old_one_stays_suspect() {
     assert_eq!(gencc::collect(), 2, "young and old are a garbage cycle");
     assert!(probe.upgrade().is_none());
 }
+
+#[test]
+fn an_object_kept_only_by_a_frozen_one_stays_suspect() {
+    // As above, with a frozen object in place of the old one: even a full
+    // collection takes its references for outside ones.
+    let frozen = leaf();
+    gencc::freeze();
+    let young = parent(vec![frozen]);
+    young.children.borrow()[0]
+        .children
+        .borrow_mut()
+        .push(young.clone());
+    let probe = Gc::downgrade(&young);
+    drop(young); // dirty
+    assert_eq!(gencc::collect(), 0, "kept by a frozen object");
+    gencc::unfreeze();
+    assert_eq!(gencc::collect(), 2, "the two are a garbage cycle");
+    assert_eq!(probe.strong_count(), 0);
+}

@@ -17,14 +17,18 @@
 //! structure (where handles are moved into their parents, never dropped)
 //! thus costs no scan at all, instead of the repeated scans CPython pays.
 //!
-//! Only a collection of all three generations may clear the mark of an
-//! object it keeps. A younger collection takes every reference from an older
-//! generation for an outside one, yet the older object may be garbage too:
-//! if its only handle was moved into the young object, it never lost a
-//! reference, and the young object is the one dirty member of their cycle.
-//! Were the young collection to clear that mark, no later collection would
-//! search for the cycle. So a younger collection keeps the marks of its
-//! dirty survivors, and they count in the generation they are promoted to.
+//! A collection may clear the mark of an object it keeps only if nothing it
+//! took for an outside reference can turn out to be garbage. A younger
+//! collection takes every reference from an older generation for an outside
+//! one, yet the older object may be garbage too: if its only handle was
+//! moved into the young object, it never lost a reference, and the young
+//! object is the one dirty member of their cycle. Were the young collection
+//! to clear that mark, no later collection would search for the cycle. So
+//! only a collection of all three generations clears marks; a younger one
+//! keeps them, and they count in the generation the survivors are promoted
+//! to. The same holds for references from frozen objects, which even a full
+//! collection takes for outside ones: [`unfreeze`](crate::unfreeze) marks
+//! every object it brings back, so that the next full collection searches.
 //!
 //! Invariant: `dirty[g]` is at least the number of objects with `DIRTY` set
 //! whose generation number is `g` (linked in generation `g`, or held in the
@@ -67,6 +71,14 @@ pub(crate) fn forget(st: &State, hdr: &Header) {
         let c = &st.dirty[hdr.generation()];
         c.set(c.get().saturating_sub(1));
     }
+}
+
+/// Marks an object as suspect without counting it; returns whether it was
+/// not marked yet (the caller counts those).
+pub(crate) fn suspect(hdr: &Header) -> bool {
+    let fresh = !hdr.has(DIRTY);
+    hdr.set(DIRTY);
+    fresh
 }
 
 /// Moves the dirty counts of generations `from` into `to`, as their objects

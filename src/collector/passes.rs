@@ -371,9 +371,10 @@ impl Visit for SubtractLazily<'_> {
 ///
 /// With `clear_dirty`, the `DIRTY` marks of the reached objects go: the
 /// caller examined every generation, so "reached" means reachable from
-/// outside the heap, and whatever they lost before no longer matters.
-/// Otherwise a reached object may owe its survival to an older object that
-/// is itself garbage, and must stay suspect (see `dirty`). The dirty counts
+/// outside the heap or from a frozen object (which is marked when it is
+/// unfrozen), and whatever they lost before no longer matters. Otherwise a
+/// reached object may owe its survival to an older object that is itself
+/// garbage, and must stay suspect (see `dirty`). The dirty counts
 /// are the caller's to keep. Returns how many objects were reached, and how
 /// many of those are still `DIRTY`.
 ///
