@@ -13,6 +13,13 @@
 //! weak references, a collection callback, `Gc::generation`, the strong
 //! counts, `gencc::count()` and `gencc::freeze_count()`.
 //!
+//! The harness observes without changing what it observes: it walks the
+//! graph through references and reaches nodes through one weak reference
+//! each, never through a strong handle it would drop afterwards. A dropped
+//! handle marks its node as having lost a reference, and a harness that did
+//! so on every step would hide every state in which some node is not so
+//! marked, which is where collections that skip their search can go wrong.
+//!
 //! The collector is per thread. Proptest runs all of its cases on the one
 //! thread of its test, so each case starts by cleaning up whatever an earlier
 //! (failed) case left behind and ends by restoring the default settings.
@@ -96,6 +103,9 @@ enum Op {
     RemoveEdge(usize, usize),
     /// Drop the test's root handle of a node.
     DropRoot(usize),
+    /// Move the test's root handle of node `a` into node `b`, as an edge
+    /// `b -> a`: `a` changes owner without losing a reference.
+    MoveRoot(usize, usize),
     /// Root again a live node that is not rooted, through a path from the
     /// roots or a weak reference (which may resurrect uncollected garbage).
     Root(usize),
@@ -379,10 +389,25 @@ struct TestWeak {
     fired: Option<Rc<Cell<u32>>>,
 }
 
+/// A reachable node as the walk saw it.
+struct Seen {
+    strong: usize,
+    weak: usize,
+    generation: Option<u8>,
+    edges: Vec<usize>,
+    /// Per weak edge: its strong count and the node it points to.
+    weak_edges: Vec<(usize, Option<usize>)>,
+}
+
 struct Harness {
     mode: Mode,
     model: Model,
     roots: Vec<Option<Gc<Node>>>,
+    /// One weak reference to every node ever allocated, by id: how the
+    /// harness reaches a node, and checks one, without a strong handle
+    /// (dropping one would mark the node as having lost a reference, and
+    /// hide from the model every state in which a node is not so marked).
+    ids: Vec<Weak<Node>>,
     weaks: Vec<TestWeak>,
     log: String,
     step: usize,
@@ -414,6 +439,7 @@ impl Harness {
             mode,
             model: Model::new(mode),
             roots: Vec::new(),
+            ids: Vec::new(),
             weaks: Vec::new(),
             log: String::new(),
             step: 0,
@@ -433,40 +459,53 @@ impl Harness {
         let _ = writeln!(self.log, "  #{} {}", self.step, action.as_ref());
     }
 
-    /// A handle to every node reachable from the roots, found by walking the
-    /// real graph.
-    fn walk(&self) -> Vec<Option<Gc<Node>>> {
-        let mut found: Vec<Option<Gc<Node>>> = (0..self.model.len()).map(|_| None).collect();
-        let mut stack = Vec::new();
+    /// What the harness sees of every node reachable from the roots, found
+    /// by walking the real graph through references: no handle is made, so
+    /// no count changes.
+    fn walk(&self) -> Vec<Option<Seen>> {
+        let mut found: Vec<Option<Seen>> = (0..self.model.len()).map(|_| None).collect();
         for (id, root) in self.roots.iter().enumerate() {
             if let Some(r) = root {
                 assert_eq!(r.id, id, "root slot {id} holds node {}", r.id);
-                if found[id].is_none() {
-                    found[id] = Some(r.clone());
-                    stack.push(r.clone());
-                }
-            }
-        }
-        while let Some(h) = stack.pop() {
-            for e in h.edges.borrow().iter() {
-                if found[e.id].is_none() {
-                    found[e.id] = Some(e.clone());
-                    stack.push(e.clone());
-                }
+                self.visit(r, &mut found);
             }
         }
         found
     }
 
+    /// Records `h` and what it reaches. Recursive, at most `MAX_NODES` deep.
+    fn visit(&self, h: &Gc<Node>, found: &mut [Option<Seen>]) {
+        if found[h.id].is_some() {
+            return;
+        }
+        found[h.id] = Some(Seen {
+            strong: Gc::strong_count(h),
+            weak: Gc::weak_count(h),
+            generation: Gc::generation(h).map(generation_number),
+            edges: h.edges.borrow().iter().map(|e| e.id).collect(),
+            weak_edges: h.weaks.borrow().iter().map(|w| self.observe(w)).collect(),
+        });
+        for e in h.edges.borrow().iter() {
+            self.visit(e, found);
+        }
+    }
+
+    /// What a weak reference says without being upgraded: its strong count,
+    /// and the node it points to.
+    fn observe(&self, w: &Weak<Node>) -> (usize, Option<usize>) {
+        let target = self.ids.iter().position(|i| Weak::ptr_eq(i, w));
+        (w.strong_count(), target)
+    }
+
     /// Live nodes the test can get a handle to: the reachable ones, and those
     /// a weak reference (the test's, or a reachable node's) points to.
-    fn accessible(&self, walk: &[Option<Gc<Node>>]) -> Vec<usize> {
+    fn accessible(&self, walk: &[Option<Seen>]) -> Vec<usize> {
         let mut ok: Vec<bool> = walk.iter().map(Option::is_some).collect();
         for w in &self.weaks {
             ok[w.id] = true;
         }
-        for (j, h) in walk.iter().enumerate() {
-            if h.is_some() {
+        for (j, seen) in walk.iter().enumerate() {
+            if seen.is_some() {
                 for &t in &self.model.weak_edges[j] {
                     ok[t] = true;
                 }
@@ -477,32 +516,35 @@ impl Harness {
             .collect()
     }
 
-    /// A handle to accessible node `id`, and how it was found.
-    fn handle(&self, walk: &[Option<Gc<Node>>], id: usize) -> (Gc<Node>, &'static str) {
-        if let Some(h) = &walk[id] {
-            return (h.clone(), "path");
-        }
-        let upgraded = |w: &Weak<Node>| {
-            let h = w.upgrade().unwrap_or_else(|| {
-                panic!(
-                    "weak reference to live node {id} failed to upgrade{}",
-                    self.context()
-                )
-            });
-            assert_eq!(h.id, id, "weak reference upgraded to the wrong node");
-            h
-        };
-        if let Some(w) = self.weaks.iter().find(|w| w.id == id) {
-            return (upgraded(&w.weak), "weak");
-        }
-        for (j, h) in walk.iter().enumerate() {
-            if let Some(h) = h {
-                if let Some(k) = self.model.weak_edges[j].iter().position(|&t| t == id) {
-                    return (upgraded(&h.weaks.borrow()[k]), "inner weak");
-                }
+    /// A new strong handle to accessible node `id`, and how it was found.
+    /// Dropping it marks the node as having lost a reference, as in a
+    /// program; moving it into a root or an edge does not.
+    fn handle(&self, walk: &[Option<Seen>], id: usize) -> (Gc<Node>, &'static str) {
+        let h = self.ids[id].upgrade().unwrap_or_else(|| {
+            panic!(
+                "weak reference to live node {id} failed to upgrade{}",
+                self.context()
+            )
+        });
+        assert_eq!(h.id, id, "weak reference upgraded to the wrong node");
+        (h, if walk[id].is_some() { "path" } else { "weak" })
+    }
+
+    /// Calls `f` with accessible node `id` through its root if it has one
+    /// (no count changes), else through a new handle, dropped afterwards.
+    fn with_node<R>(
+        &self,
+        walk: &[Option<Seen>],
+        id: usize,
+        f: impl FnOnce(&Gc<Node>) -> R,
+    ) -> (R, &'static str) {
+        match &self.roots[id] {
+            Some(root) => (f(root), "root"),
+            None => {
+                let (h, via) = self.handle(walk, id);
+                (f(&h), via)
             }
         }
-        unreachable!("node {id} is not accessible")
     }
 
     fn run(&mut self, op: &Op) {
@@ -521,7 +563,9 @@ impl Harness {
                     }
                     let id = self.model.add_node();
                     self.note(action);
-                    self.roots.push(Some(new_node(id)));
+                    let root = new_node(id);
+                    self.ids.push(Gc::downgrade(&root));
+                    self.roots.push(Some(root));
                 }
             }
             Op::AddEdge(a, b) => {
@@ -529,12 +573,12 @@ impl Harness {
                 let cands = self.accessible(&walk);
                 match (pick(a, &cands), pick(b, &cands)) {
                     (Some(a), Some(b)) => {
-                        let (ha, via_a) = self.handle(&walk, a);
                         let (hb, via_b) = self.handle(&walk, b);
+                        let ((), via_a) =
+                            self.with_node(&walk, a, |ha| ha.edges.borrow_mut().push(hb));
                         self.note(format!(
                             "AddEdge({a} -> {b}) [{a} by {via_a}, {b} by {via_b}]"
                         ));
-                        ha.edges.borrow_mut().push(hb);
                         self.model.edges[a].push(b);
                     }
                     _ => self.note("AddEdge: skipped"),
@@ -549,11 +593,11 @@ impl Harness {
                     .collect();
                 match pick(a, &cands) {
                     Some(a) => {
-                        let (ha, via) = self.handle(&walk, a);
                         let i = i % self.model.edges[a].len();
                         let b = self.model.edges[a].remove(i);
+                        let (removed, via) =
+                            self.with_node(&walk, a, |ha| ha.edges.borrow_mut().remove(i));
                         self.note(format!("RemoveEdge({a} -> {b}) [edge #{i}, {a} by {via}]"));
-                        let removed = ha.edges.borrow_mut().remove(i);
                         assert_eq!(removed.id, b, "edge #{i} of node {a}");
                         drop(removed);
                     }
@@ -572,6 +616,24 @@ impl Harness {
                         drop(root);
                     }
                     None => self.note("DropRoot: skipped"),
+                }
+            }
+            Op::MoveRoot(a, b) => {
+                let rooted: Vec<usize> = (0..self.model.len())
+                    .filter(|&i| self.model.rooted[i])
+                    .collect();
+                let walk = self.walk();
+                let cands = self.accessible(&walk);
+                match (pick(a, &rooted), pick(b, &cands)) {
+                    (Some(a), Some(b)) => {
+                        let root = self.roots[a].take().expect("a rooted node has a root");
+                        let ((), via) =
+                            self.with_node(&walk, b, |hb| hb.edges.borrow_mut().push(root));
+                        self.note(format!("MoveRoot({a} into {b}) [{b} by {via}]"));
+                        self.model.rooted[a] = false;
+                        self.model.edges[b].push(a);
+                    }
+                    _ => self.note("MoveRoot: skipped"),
                 }
             }
             Op::Root(a) => {
@@ -596,18 +658,19 @@ impl Harness {
                 let cands = self.accessible(&walk);
                 match pick(a, &cands) {
                     Some(a) => {
-                        let (h, via) = self.handle(&walk, a);
-                        let (weak, fired) = if with_callback {
-                            let fired = Rc::new(Cell::new(0));
-                            let f = fired.clone();
-                            let weak = Gc::downgrade_with(&h, move |w: &Weak<Node>| {
-                                assert!(w.upgrade().is_none(), "callback saw a live referent");
-                                f.set(f.get() + 1);
-                            });
-                            (weak, Some(fired))
-                        } else {
-                            (Gc::downgrade(&h), None)
-                        };
+                        let ((weak, fired), via) = self.with_node(&walk, a, |h| {
+                            if with_callback {
+                                let fired = Rc::new(Cell::new(0));
+                                let f = fired.clone();
+                                let weak = Gc::downgrade_with(h, move |w: &Weak<Node>| {
+                                    assert!(w.upgrade().is_none(), "callback saw a live referent");
+                                    f.set(f.get() + 1);
+                                });
+                                (weak, Some(fired))
+                            } else {
+                                (Gc::downgrade(h), None)
+                            }
+                        });
                         let kind = if with_callback {
                             "with callback"
                         } else {
@@ -637,12 +700,10 @@ impl Harness {
                 let cands = self.accessible(&walk);
                 match (pick(a, &cands), pick(b, &cands)) {
                     (Some(a), Some(b)) => {
-                        let (ha, via_a) = self.handle(&walk, a);
-                        let (hb, via_b) = self.handle(&walk, b);
-                        self.note(format!(
-                            "AddWeakEdge({a} ~> {b}) [{a} by {via_a}, {b} by {via_b}]"
-                        ));
-                        ha.weaks.borrow_mut().push(Gc::downgrade(&hb));
+                        let to_b = self.ids[b].clone();
+                        let ((), via_a) =
+                            self.with_node(&walk, a, |ha| ha.weaks.borrow_mut().push(to_b));
+                        self.note(format!("AddWeakEdge({a} ~> {b}) [{a} by {via_a}]"));
                         self.model.weak_edges[a].push(b);
                     }
                     _ => self.note("AddWeakEdge: skipped"),
@@ -750,74 +811,59 @@ impl Harness {
                 "test bug: node {id} reachability in the real graph{}",
                 self.context()
             );
-            let Some(h) = &walk[id] else { continue };
-            let edges: Vec<usize> = h.edges.borrow().iter().map(|e| e.id).collect();
-            assert_eq!(edges, self.model.edges[id], "test bug: edges of node {id}");
-            // The walk holds one handle to each node it found.
+            let Some(seen) = &walk[id] else { continue };
+            assert_eq!(seen.edges, self.model.edges[id], "test bug: edges of node {id}");
             assert_eq!(
-                Gc::strong_count(h),
-                self.model.strong(id) + 1,
+                seen.strong,
+                self.model.strong(id),
                 "strong count of node {id}{}",
                 self.context()
             );
-            let gen = Gc::generation(h).map(generation_number);
             assert_eq!(
-                gen,
+                seen.generation,
                 Some(self.model.gen[id]),
                 "generation of node {id}{}",
                 self.context()
             );
-            {
-                let weak_handles = self.weaks.iter().filter(|w| w.id == id).count()
-                    + (0..n)
-                        .filter(|&j| live[j])
-                        .map(|j| {
-                            self.model.weak_edges[j]
-                                .iter()
-                                .filter(|&&t| t == id)
-                                .count()
-                        })
-                        .sum::<usize>();
-                assert_eq!(
-                    Gc::weak_count(h),
-                    weak_handles,
-                    "weak count of node {id}{}",
-                    self.context()
-                );
-            }
+            // The harness's own weak reference (`ids`) counts too.
+            let weak_handles = 1
+                + self.weaks.iter().filter(|w| w.id == id).count()
+                + (0..n)
+                    .filter(|&j| live[j])
+                    .map(|j| self.model.weak_edges[j].iter().filter(|&&t| t == id).count())
+                    .sum::<usize>();
+            assert_eq!(
+                seen.weak,
+                weak_handles,
+                "weak count of node {id}{}",
+                self.context()
+            );
         }
 
-        // Weak references: upgrade iff the value was not dropped. Without
-        // finalizers the collector drops all the garbage it clears, so this
-        // is exact at every step boundary, even for uncollected garbage.
-        let upgrades = |w: &Weak<Node>, t: usize, what: &str| match w.upgrade() {
-            Some(h) => {
-                assert!(
-                    live[t],
-                    "{what} to dropped node {t} upgraded{}",
-                    self.context()
-                );
-                assert_eq!(h.id, t, "{what} upgraded to the wrong node");
-                let extra = usize::from(walk[t].is_some()) + 1;
+        // Weak references: they would upgrade (a positive `strong_count`)
+        // iff the value was not dropped. Without finalizers the collector
+        // drops all the garbage it clears, so this is exact at every step
+        // boundary, even for uncollected garbage. They are not upgraded: the
+        // handle dropped afterwards would mark the node (see `ids`).
+        let check_weak = |(strong, target): (usize, Option<usize>), t: usize, what: &str| {
+            assert_eq!(target, Some(t), "{what} points to the wrong node");
+            if live[t] {
                 assert_eq!(
-                    w.strong_count(),
-                    self.model.strong(t) + extra,
-                    "Weak::strong_count of {what} to node {t}{}",
-                    self.context()
-                );
-            }
-            None => {
-                assert!(
-                    !live[t],
-                    "{what} to live node {t} (reachable: {}) failed to upgrade{}",
+                    strong,
+                    self.model.strong(t),
+                    "Weak::strong_count of {what} to live node {t} (reachable: {}){}",
                     reach[t],
                     self.context()
                 );
-                assert_eq!(w.strong_count(), 0);
+            } else {
+                assert_eq!(strong, 0, "{what} to dropped node {t} would upgrade{}", self.context());
             }
         };
         for (i, w) in self.weaks.iter().enumerate() {
-            upgrades(&w.weak, w.id, &format!("weak #{i}"));
+            check_weak(self.observe(&w.weak), w.id, &format!("weak #{i}"));
+            if !live[w.id] {
+                assert!(w.weak.upgrade().is_none(), "weak #{i} to dropped node {} upgraded", w.id);
+            }
             if let Some(fired) = &w.fired {
                 assert_eq!(
                     fired.get(),
@@ -829,11 +875,11 @@ impl Harness {
                 );
             }
         }
-        for (j, h) in walk.iter().enumerate() {
-            if let Some(h) = h {
-                for (k, w) in h.weaks.borrow().iter().enumerate() {
+        for (j, seen) in walk.iter().enumerate() {
+            if let Some(seen) = seen {
+                for (k, &observed) in seen.weak_edges.iter().enumerate() {
                     let t = self.model.weak_edges[j][k];
-                    upgrades(w, t, &format!("weak edge #{k} of node {j}"));
+                    check_weak(observed, t, &format!("weak edge #{k} of node {j}"));
                 }
             }
         }
@@ -930,6 +976,7 @@ fn op() -> impl Strategy<Value = Op> {
         7 => (node(), node()).prop_map(|(a, b)| Op::AddEdge(a, b)),
         2 => (node(), 0..8usize).prop_map(|(a, i)| Op::RemoveEdge(a, i)),
         2 => node().prop_map(Op::DropRoot),
+        1 => (node(), node()).prop_map(|(a, b)| Op::MoveRoot(a, b)),
         2 => node().prop_map(Op::Root),
         1 => (node(), any::<bool>()).prop_map(|(a, cb)| Op::TakeWeak(a, cb)),
         1 => (0..8usize).prop_map(Op::DropWeak),
@@ -1078,6 +1125,40 @@ fn fixed_sequences() {
         New,
     ]);
     run_case(Mode::Enabled([1, 0, 0]), &ops);
+
+    // A young node kept only by an old, clean one whose last handle was
+    // moved into the young node: the young collection must not clear the
+    // young node's mark, or the full one skips the cycle.
+    run_case(
+        Mode::Disabled,
+        &[
+            New,
+            CollectFull,
+            New,
+            AddEdge(0, 1),
+            MoveRoot(0, 1),
+            DropRoot(1),
+            Collect(0),
+            CollectFull,
+        ],
+    );
+
+    // The same with a frozen node: even a full collection takes its edge for
+    // an outside reference, so unfreezing must make the next one search.
+    run_case(
+        Mode::Disabled,
+        &[
+            New,
+            Freeze,
+            New,
+            AddEdge(0, 1),
+            MoveRoot(0, 1),
+            DropRoot(1),
+            CollectFull,
+            Unfreeze,
+            CollectFull,
+        ],
+    );
 
     // A collection on every allocation, with garbage.
     let mut ops = Vec::new();
