@@ -15,14 +15,17 @@
 //! trivial, beat that by a wide margin for objects; issue 3 asks for the same
 //! design, and the layers here are CPython's.
 //!
-//! **Size classes.** A request is rounded up to a multiple of 16 bytes, so
-//! there are 32 classes, 16, 32, …, 512 bytes. All blocks of a class are
-//! interchangeable: a freed block can serve the next request of its class as
-//! it is, with no splitting and no merging. Rounding wastes at most 15 bytes
-//! per object, which is what `malloc`'s own 16-byte granularity plus its 8-byte
-//! size word costs anyway: a `Gc<u64>` (24 bytes) takes a 32-byte block, as an
-//! `Rc<u64>` takes a 32-byte glibc chunk; the tracked node of the benchmarks
-//! (56 bytes) takes 64, as in glibc. The threshold of 512 bytes is CPython's:
+//! **Size classes.** A request is rounded up to a multiple of 8 bytes (of 16
+//! if it must be 16-aligned), so there are 64 classes, 8, 16, …, 512 bytes.
+//! All blocks of a class are interchangeable: a freed block can serve the
+//! next request of its class as it is, with no splitting and no merging.
+//! Rounding wastes at most 7 bytes per object (15 for a 16-aligned one),
+//! where `malloc` pays its 16-byte granularity plus an 8-byte size word: a
+//! `Gc<u64>` (24 bytes) takes a 24-byte block, where an `Rc<u64>` takes a
+//! 32-byte glibc chunk; the tracked node of the benchmarks (64 bytes) takes
+//! 64, where an `Rc` of the same node (48 bytes) takes a 64-byte chunk.
+//! CPython rounds to 16 since 3.8, because `malloc`'s callers in C cannot say
+//! how aligned a request must be; a `Layout` says it. The threshold of 512 bytes is CPython's:
 //! beyond it objects are rare, and a class's pool would hold too few blocks to
 //! amortise its header.
 //!
@@ -180,7 +183,8 @@
 //!
 //! | constant | value | why it is safe |
 //! |---|---|---|
-//! | [`ALIGNMENT`] | 16 | the alignment of `max_align_t` on x86-64 and AArch64; block offsets are multiples of it, so every block is 16-aligned. More-aligned layouts go to the global allocator. |
+//! | [`ALIGNMENT`] | 16 | the alignment of `max_align_t` on x86-64 and AArch64, the largest served. A layout aligned to 16 has its size rounded up to a multiple of 16, so it gets a class whose blocks, at multiples of their size from a 16-aligned first offset, are all 16-aligned. More-aligned layouts go to the global allocator. |
+//! | [`GRANULE`] | 8 | block sizes are multiples of it, and every block is 8-aligned, enough for any layout aligned to 8 or less. CPython rounds to 16 since 3.8, because C cannot tell it a request's alignment; a `Layout` can, so a 24-byte object (a `Gc<u64>`, like an `Rc<u64>`) takes 24 bytes, not 32. |
 //! | [`SMALL_REQUEST_THRESHOLD`] | 512 | CPython's; a pool still holds 7 blocks of the largest class. Anything larger goes to the global allocator. |
 //! | [`POOL_SIZE`] | 4 KiB | a power of two (masking), at most the arena's alignment, and large enough for a header, the arena header and two blocks of the largest class (checked at compile time), which the pool set-up relies on. |
 //! | [`ARENA_SIZE`] | 256 KiB | a multiple of the pool size; 64 pools keep `free_pools` and the `last_with` table small, and one global allocation per 64 pools makes the arena layer's cost negligible. |
@@ -193,12 +197,14 @@ use core::ptr::{self, NonNull};
 use crate::primitive::cell::Cell;
 use crate::primitive::thread_local;
 
-/// Alignment and granularity of blocks.
+/// The largest alignment served from pools.
 pub const ALIGNMENT: usize = 16;
-const ALIGNMENT_SHIFT: u32 = ALIGNMENT.trailing_zeros();
+/// Granularity of block sizes, and the alignment of every block.
+pub const GRANULE: usize = 8;
+const GRANULE_SHIFT: u32 = GRANULE.trailing_zeros();
 /// The largest request served from pools.
 pub const SMALL_REQUEST_THRESHOLD: usize = 512;
-const CLASSES: usize = SMALL_REQUEST_THRESHOLD / ALIGNMENT;
+const CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRANULE;
 /// Size and alignment of a pool.
 pub const POOL_SIZE: usize = 4 * 1024;
 /// Size of an arena, one allocation from the global allocator.
@@ -228,6 +234,9 @@ const ARENA_LAYOUT: Layout = match Layout::from_size_align(ARENA_SIZE, POOL_SIZE
 
 const _: () = {
     assert!(ALIGNMENT.is_power_of_two() && POOL_SIZE.is_power_of_two());
+    assert!(GRANULE.is_power_of_two() && GRANULE <= ALIGNMENT);
+    // Free blocks hold a pointer.
+    assert!(GRANULE >= core::mem::size_of::<*mut u8>());
     assert!(SMALL_REQUEST_THRESHOLD % ALIGNMENT == 0);
     assert!(ARENA_SIZE % POOL_SIZE == 0 && POOLS_PER_ARENA >= 2);
     // Pool set-up hands out block 0 and puts block 1 on the free list.
@@ -304,8 +313,13 @@ thread_local! {
 #[inline(always)]
 const fn class_of(layout: Layout) -> Option<usize> {
     if layout.size() <= SMALL_REQUEST_THRESHOLD && layout.align() <= ALIGNMENT {
+        let size = if layout.align() > GRANULE {
+            round_up(layout.size())
+        } else {
+            layout.size()
+        };
         // A zero size gets the smallest class.
-        Some(layout.size().saturating_sub(1) >> ALIGNMENT_SHIFT)
+        Some(size.saturating_sub(1) >> GRANULE_SHIFT)
     } else {
         None
     }
@@ -313,7 +327,7 @@ const fn class_of(layout: Layout) -> Option<usize> {
 
 #[inline(always)]
 const fn block_size(class: usize) -> usize {
-    (class + 1) << ALIGNMENT_SHIFT
+    (class + 1) << GRANULE_SHIFT
 }
 
 /// The bytes [`alloc`] sets aside for `layout`: its class's block size, or
@@ -364,8 +378,8 @@ pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout) {
     );
     debug_assert_eq!(class_of(layout), Some(p.class.get() as usize));
     let last = p.free.get();
-    // SAFETY: the block is at least 16 bytes, 16-aligned, and the caller no
-    // longer uses it: its first word becomes the free-list link.
+    // SAFETY: the block is at least `GRANULE` (8) bytes, 8-aligned, and the
+    // caller no longer uses it: its first word becomes the free-list link.
     unsafe { block.cast::<*mut u8>().write(last) };
     p.free.set(block.as_ptr());
     let count = p.count.get() - 1;
@@ -476,7 +490,7 @@ impl Heap {
         p.count.set(p.count.get() + 1);
         let block = p.free.get();
         // SAFETY: a used pool's free list is not empty (invariant 2); its
-        // head is a 16-aligned free block of the pool whose first word is the
+        // head is an 8-aligned free block of the pool whose first word is the
         // link (invariant 3).
         let next = unsafe { block.cast::<*mut u8>().read() };
         p.free.set(next);
@@ -1100,9 +1114,10 @@ mod tests {
             for &align in aligns {
                 let l = layout(size, align);
                 let b = alloc(l);
-                assert_eq!(b.addr().get() % ALIGNMENT, 0);
+                assert_eq!(b.addr().get() % align.max(GRANULE), 0);
                 let class = class_of(l).unwrap();
-                assert!(block_size(class) >= size && block_size(class) < size + ALIGNMENT);
+                let granule = align.max(GRANULE);
+                assert!(block_size(class) >= size && block_size(class) < size + granule);
                 // SAFETY: a live block of `size` bytes.
                 unsafe { b.as_ptr().write_bytes(size as u8, size) };
                 blocks.push((b, l));

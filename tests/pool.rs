@@ -283,7 +283,8 @@ fn million_node_chain() {
         *n.next.borrow_mut() = Some(head);
         head = n;
     }
-    assert!(busy_arenas() - base >= 1_000_000 / (4096 / 64 * 64));
+    let per_arena = 256 * 1024 / Gc::allocated_bytes(&head);
+    assert!(busy_arenas() - base >= 1_000_000 / per_arena);
     drop(head);
     assert_eq!(gencc::collect(), 0);
     assert_eq!(busy_arenas(), base);
