@@ -387,6 +387,7 @@ pub(crate) unsafe fn drop_slow<T: Trace + 'static>(h: NonNull<Header>, st: Optio
 /// # Safety
 ///
 /// - As for [`drop_slow`].
+#[cold]
 #[inline(never)]
 unsafe fn drop_with_hooks<T: Trace + 'static>(h: NonNull<Header>, st: Option<&State>) {
     // SAFETY: the allocation is alive until the implicit weak reference goes.

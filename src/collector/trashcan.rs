@@ -40,17 +40,30 @@ pub(crate) unsafe fn release<T: Trace + 'static>(header: NonNull<Header>) {
     let st = state();
     let depth = st.trash_depth.get();
     if depth >= MAX_DEPTH {
-        // SAFETY: the object is alive and unreferenced; unlinking it hides it
-        // from collections until its deferred destruction runs.
-        unsafe { crate::gc::untrack(st, header) };
-        st.trash.borrow_mut().push(header);
-        st.outermost_work.set(true);
+        // SAFETY: forwarded from the caller.
+        unsafe { defer(st, header) };
         return;
     }
     st.trash_depth.set(depth + 1);
     let _depth = Depth(st);
     // SAFETY: forwarded from the caller; the depth is now at least 1.
     unsafe { crate::gc::drop_slow::<T>(header, Some(st)) };
+}
+
+/// Parks an object whose destruction would nest too deep, for the outermost
+/// destruction to run. Out of line: the common death never comes here.
+///
+/// # Safety
+///
+/// - As for [`release`].
+#[cold]
+#[inline(never)]
+unsafe fn defer(st: &State, header: NonNull<Header>) {
+    // SAFETY: the object is alive and unreferenced; unlinking it hides it
+    // from collections until its deferred destruction runs.
+    unsafe { crate::gc::untrack(st, header) };
+    st.trash.borrow_mut().push(header);
+    st.outermost_work.set(true);
 }
 
 /// Restores the depth on the way out and, at the outermost level, empties the
