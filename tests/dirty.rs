@@ -170,6 +170,17 @@ fn an_unchanged_old_object_in_a_young_cycle_is_found() {
     assert_eq!(gencc::collect(), 2);
 }
 
+/// A new node that takes over `inner`'s handle, in a cycle with it: `inner`
+/// changes owner without losing a reference.
+fn owner_of(inner: Gc<Node>) -> Gc<Node> {
+    let owner = parent(vec![inner]);
+    owner.children.borrow()[0]
+        .children
+        .borrow_mut()
+        .push(owner.clone());
+    owner
+}
+
 #[test]
 fn a_young_object_kept_only_by_an_old_one_stays_suspect() {
     // `old` is clean in generation 2, and its only handle is moved into
@@ -180,11 +191,7 @@ fn a_young_object_kept_only_by_an_old_one_stays_suspect() {
     gencc::collect();
     gencc::collect();
     assert_eq!(Gc::generation(&old), Some(Generation::Old));
-    let young = parent(vec![old]);
-    young.children.borrow()[0]
-        .children
-        .borrow_mut()
-        .push(young.clone());
+    let young = owner_of(old);
     let probe = Gc::downgrade(&young);
     drop(young); // young loses a reference: dirty
     assert_eq!(gencc::collect_generation(0), Ok(0), "kept by generation 2");
@@ -200,11 +207,7 @@ fn an_object_kept_only_by_a_frozen_one_stays_suspect() {
     // collection takes its references for outside ones.
     let frozen = leaf();
     gencc::freeze();
-    let young = parent(vec![frozen]);
-    young.children.borrow()[0]
-        .children
-        .borrow_mut()
-        .push(young.clone());
+    let young = owner_of(frozen);
     let probe = Gc::downgrade(&young);
     drop(young); // dirty
     assert_eq!(gencc::collect(), 0, "kept by a frozen object");
