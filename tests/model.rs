@@ -812,7 +812,10 @@ impl Harness {
                 self.context()
             );
             let Some(seen) = &walk[id] else { continue };
-            assert_eq!(seen.edges, self.model.edges[id], "test bug: edges of node {id}");
+            assert_eq!(
+                seen.edges, self.model.edges[id],
+                "test bug: edges of node {id}"
+            );
             assert_eq!(
                 seen.strong,
                 self.model.strong(id),
@@ -830,7 +833,12 @@ impl Harness {
                 + self.weaks.iter().filter(|w| w.id == id).count()
                 + (0..n)
                     .filter(|&j| live[j])
-                    .map(|j| self.model.weak_edges[j].iter().filter(|&&t| t == id).count())
+                    .map(|j| {
+                        self.model.weak_edges[j]
+                            .iter()
+                            .filter(|&&t| t == id)
+                            .count()
+                    })
                     .sum::<usize>();
             assert_eq!(
                 seen.weak,
@@ -856,13 +864,22 @@ impl Harness {
                     self.context()
                 );
             } else {
-                assert_eq!(strong, 0, "{what} to dropped node {t} would upgrade{}", self.context());
+                assert_eq!(
+                    strong,
+                    0,
+                    "{what} to dropped node {t} would upgrade{}",
+                    self.context()
+                );
             }
         };
         for (i, w) in self.weaks.iter().enumerate() {
             check_weak(self.observe(&w.weak), w.id, &format!("weak #{i}"));
             if !live[w.id] {
-                assert!(w.weak.upgrade().is_none(), "weak #{i} to dropped node {} upgraded", w.id);
+                assert!(
+                    w.weak.upgrade().is_none(),
+                    "weak #{i} to dropped node {} upgraded",
+                    w.id
+                );
             }
             if let Some(fired) = &w.fired {
                 assert_eq!(

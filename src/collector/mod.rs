@@ -132,14 +132,7 @@ impl State {
 
     fn all_lists(&self) -> [&List; 6] {
         let [g0, g1, g2, frozen] = &self.lists;
-        [
-            g0,
-            g1,
-            g2,
-            frozen,
-            &self.unreachable,
-            &self.resurrected,
-        ]
+        [g0, g1, g2, frozen, &self.unreachable, &self.resurrected]
     }
 
     /// The list an object with generation number `gen` is linked in.
