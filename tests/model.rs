@@ -106,6 +106,10 @@ enum Op {
     /// Move the test's root handle of node `a` into node `b`, as an edge
     /// `b -> a`: `a` changes owner without losing a reference.
     MoveRoot(usize, usize),
+    /// Move edge number `i % len` of `a` out of the node, as the test's root
+    /// handle of its target (which must not be rooted already): the target
+    /// changes owner without losing a reference.
+    TakeEdge(usize, usize),
     /// Root again a live node that is not rooted, through a path from the
     /// roots or a weak reference (which may resurrect uncollected garbage).
     Root(usize),
@@ -636,6 +640,30 @@ impl Harness {
                     _ => self.note("MoveRoot: skipped"),
                 }
             }
+            Op::TakeEdge(a, i) => {
+                let walk = self.walk();
+                let cands: Vec<usize> = self
+                    .accessible(&walk)
+                    .into_iter()
+                    .filter(|&a| self.model.edges[a].iter().any(|&b| !self.model.rooted[b]))
+                    .collect();
+                match pick(a, &cands) {
+                    Some(a) => {
+                        let movable: Vec<usize> = (0..self.model.edges[a].len())
+                            .filter(|&k| !self.model.rooted[self.model.edges[a][k]])
+                            .collect();
+                        let i = movable[i % movable.len()];
+                        let b = self.model.edges[a].remove(i);
+                        let (taken, via) =
+                            self.with_node(&walk, a, |ha| ha.edges.borrow_mut().remove(i));
+                        self.note(format!("TakeEdge({a} -> {b}) [edge #{i}, {a} by {via}]"));
+                        assert_eq!(taken.id, b, "edge #{i} of node {a}");
+                        self.roots[b] = Some(taken);
+                        self.model.rooted[b] = true;
+                    }
+                    None => self.note("TakeEdge: skipped"),
+                }
+            }
             Op::Root(a) => {
                 let walk = self.walk();
                 let cands: Vec<usize> = self
@@ -994,6 +1022,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (node(), 0..8usize).prop_map(|(a, i)| Op::RemoveEdge(a, i)),
         2 => node().prop_map(Op::DropRoot),
         1 => (node(), node()).prop_map(|(a, b)| Op::MoveRoot(a, b)),
+        1 => (node(), 0..8usize).prop_map(|(a, i)| Op::TakeEdge(a, i)),
         2 => node().prop_map(Op::Root),
         1 => (node(), any::<bool>()).prop_map(|(a, cb)| Op::TakeWeak(a, cb)),
         1 => (0..8usize).prop_map(Op::DropWeak),
@@ -1174,6 +1203,29 @@ fn fixed_sequences() {
             CollectFull,
             Unfreeze,
             CollectFull,
+        ],
+    );
+
+    // Handles moved out of a node into a root and back, between
+    // collections of every kind.
+    run_case(
+        Mode::Enabled([2, 2, 1]),
+        &[
+            New,
+            New,
+            AddEdge(0, 1),
+            AddEdge(1, 0),
+            DropRoot(1),
+            CollectFull,
+            TakeEdge(0, 0),
+            DropRoot(0),
+            Collect(0),
+            New,
+            MoveRoot(1, 2),
+            TakeEdge(2, 0),
+            CollectFull,
+            DropRoot(1),
+            Collect(1),
         ],
     );
 
