@@ -551,6 +551,15 @@ impl Harness {
         }
     }
 
+    /// Takes edge number `i` out of node `a`, in the model and in the real
+    /// graph: its handle, and how `a` was reached.
+    fn take_edge(&mut self, walk: &[Option<Seen>], a: usize, i: usize) -> (Gc<Node>, &'static str) {
+        let b = self.model.edges[a].remove(i);
+        let (h, via) = self.with_node(walk, a, |ha| ha.edges.borrow_mut().remove(i));
+        assert_eq!(h.id, b, "edge #{i} of node {a}");
+        (h, via)
+    }
+
     fn run(&mut self, op: &Op) {
         EVENTS.with(|e| e.borrow_mut().clear());
         let mut expected_events = Vec::new();
@@ -598,11 +607,9 @@ impl Harness {
                 match pick(a, &cands) {
                     Some(a) => {
                         let i = i % self.model.edges[a].len();
-                        let b = self.model.edges[a].remove(i);
-                        let (removed, via) =
-                            self.with_node(&walk, a, |ha| ha.edges.borrow_mut().remove(i));
+                        let (removed, via) = self.take_edge(&walk, a, i);
+                        let b = removed.id;
                         self.note(format!("RemoveEdge({a} -> {b}) [edge #{i}, {a} by {via}]"));
-                        assert_eq!(removed.id, b, "edge #{i} of node {a}");
                         drop(removed);
                     }
                     None => self.note("RemoveEdge: skipped"),
@@ -653,11 +660,9 @@ impl Harness {
                             .filter(|&k| !self.model.rooted[self.model.edges[a][k]])
                             .collect();
                         let i = movable[i % movable.len()];
-                        let b = self.model.edges[a].remove(i);
-                        let (taken, via) =
-                            self.with_node(&walk, a, |ha| ha.edges.borrow_mut().remove(i));
+                        let (taken, via) = self.take_edge(&walk, a, i);
+                        let b = taken.id;
                         self.note(format!("TakeEdge({a} -> {b}) [edge #{i}, {a} by {via}]"));
-                        assert_eq!(taken.id, b, "edge #{i} of node {a}");
                         self.roots[b] = Some(taken);
                         self.model.rooted[b] = true;
                     }
