@@ -5,6 +5,7 @@ use core::fmt;
 use std::rc::Rc;
 
 use crate::collector::{collect, state};
+use crate::header::{DIRTY, PERMANENT};
 
 /// Collects every generation (a full collection, `gc.collect()`) and returns
 /// the number of unreachable objects found.
@@ -164,16 +165,21 @@ pub fn count() -> [usize; 3] {
 /// ```
 pub fn freeze() {
     let st = state();
-    for g in st.gens() {
-        retag_and_move(g, st.permanent(), crate::header::PERMANENT, |_| {});
+    for g in 0..=2 {
+        st.clean(PERMANENT).take_all_as(st.clean(g), PERMANENT);
+        st.suspects(PERMANENT)
+            .take_all_as(st.suspects(g), PERMANENT);
     }
-    crate::collector::dirty::move_counts(st, &[0, 1, 2], crate::header::PERMANENT);
     for c in &st.counts {
         c.set(0);
     }
 }
 
 /// Moves the permanent generation back into generation 2 (`gc.unfreeze()`).
+///
+/// Every object brought back becomes a suspect (see `collector::dirty`): even a
+/// full collection counted references from frozen objects as outside ones, so
+/// none of them is known to be reachable any more.
 ///
 /// ```
 /// gencc::freeze();
@@ -182,35 +188,9 @@ pub fn freeze() {
 /// ```
 pub fn unfreeze() {
     let st = state();
-    let mut marked = 0;
-    retag_and_move(st.permanent(), &st.gens()[2], 2, |h| {
-        marked += usize::from(crate::collector::dirty::suspect(h));
-    });
-    crate::collector::dirty::move_counts(st, &[crate::header::PERMANENT], 2);
-    let d = &st.dirty[2];
-    d.set(d.get() + marked);
-}
-
-/// Moves every object of `from` to `to` with generation number `gen`,
-/// calling `each` on it.
-fn retag_and_move(
-    from: &crate::collector::list::List,
-    to: &crate::collector::list::List,
-    gen: usize,
-    mut each: impl FnMut(&crate::header::Header),
-) {
-    let mut cur = from.first();
-    while let Some(node) = cur {
-        // SAFETY: linked nodes are live tracked objects, walked with real
-        // links (no detection pass runs while user code can call this).
-        unsafe {
-            let h = crate::header::Header::from_links(node).as_ref();
-            h.set_generation(gen);
-            each(h);
-            cur = from.next_of(node);
-        }
-    }
-    to.append_all(from);
+    st.clean(PERMANENT).each_header(|h| h.set(DIRTY));
+    st.suspects(2).take_all_as(st.clean(PERMANENT), 2);
+    st.suspects(2).take_all_as(st.suspects(PERMANENT), 2);
 }
 
 /// The number of objects in the permanent generation
@@ -220,7 +200,7 @@ fn retag_and_move(
 /// assert_eq!(gencc::freeze_count(), 0);
 /// ```
 pub fn freeze_count() -> usize {
-    state().permanent().len()
+    state().gen_len(PERMANENT)
 }
 
 /// Statistics of one generation since the thread started

@@ -68,7 +68,7 @@ impl<T: Trace + 'static> Gc<T> {
             let h = TypeInfo::<T>::allocate(value);
             // SAFETY: a fresh tracked object, in no list; its flags are clear
             // and its generation number is 0 from allocation.
-            unsafe { st.gens()[0].push_back(Header::links(h)) };
+            unsafe { st.clean(0).push_back(Header::links(h)) };
             Gc::from_header(h)
         } else {
             Gc::from_header(TypeInfo::<T>::allocate(value))
@@ -326,11 +326,12 @@ fn is_linked<T: Trace + 'static>(ptr: NonNull<Header>) -> bool {
 pub(crate) unsafe fn track(st: &State, h: NonNull<Header>, gen: usize) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        st.list_of(gen).push_back(Header::links(h));
+        let hdr = h.as_ref();
         // A (re)linked object starts clean: any later loss of a reference
         // marks it again.
-        h.as_ref().clear(DIRTY);
-        h.as_ref().set_generation(gen);
+        hdr.clear(DIRTY);
+        hdr.set_generation(gen);
+        st.list_of(hdr).push_back(Header::links(h));
     }
 }
 
@@ -338,16 +339,15 @@ pub(crate) unsafe fn track(st: &State, h: NonNull<Header>, gen: usize) {
 ///
 /// # Safety
 ///
-/// - `h` must be a live tracked object, not in the middle of a detection pass.
+/// - `h` must be a live tracked object, not in the middle of a collection.
 #[inline]
 pub(crate) unsafe fn untrack(st: &State, h: NonNull<Header>) {
-    // SAFETY: forwarded from the caller; a linked object's generation number
-    // names the list it is in.
+    // SAFETY: forwarded from the caller; a linked object outside a
+    // collection is in the list its flags name.
     unsafe {
         let links = Header::links(h);
         if !links.as_ref().next.get().is_null() {
-            dirty::forget(st, h.as_ref());
-            st.list_of(h.as_ref().generation()).remove(links);
+            st.list_of(h.as_ref()).remove(links);
         }
     }
 }

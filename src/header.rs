@@ -81,6 +81,10 @@ pub(crate) const HAS_CALLBACKS: usize = 1 << 3;
 const GEN_SHIFT: u32 = 4;
 const GEN_MASK: usize = 0b11 << GEN_SHIFT;
 pub(crate) const DIRTY: usize = 1 << 6;
+const _: () = assert!(
+    DIRTY == 1 << (GEN_SHIFT + 2),
+    "`list_index` reads DIRTY as the bit above the generation"
+);
 const FLAG_MASK: usize = 0b111_1111;
 /// The generation number stored for the permanent (frozen) set.
 pub(crate) const PERMANENT: usize = 3;
@@ -333,6 +337,14 @@ impl Header {
     #[inline]
     pub(crate) fn generation(&self) -> usize {
         (self.flags() & GEN_MASK) >> GEN_SHIFT
+    }
+
+    /// Which of the heap's eight lists a linked object is in: its generation
+    /// number (bits 4-5), plus 4 if it is `DIRTY` (bit 6). The three bits are
+    /// adjacent so that a death finds its list with a shift and a mask.
+    #[inline]
+    pub(crate) fn list_index(&self) -> usize {
+        (self.flags() >> GEN_SHIFT) & 0b111
     }
 
     #[inline]

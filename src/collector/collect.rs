@@ -1,7 +1,9 @@
 //! One collection, in CPython 3.11's order.
 //!
 //! 1. Merge the younger generations into the one being collected.
-//! 2. Find the objects not reachable from outside it ([`passes`]).
+//! 2. Find the objects not reachable from outside it ([`passes`]). A full
+//!    collection with few suspects examines only what they reach, and leaves
+//!    the rest unmerged (see `dirty`).
 //! 3. Promote the survivors into the next generation, before any user code
 //!    runs, so that what user code allocates or keeps alive from here on is
 //!    judged by the next collection, not this one.
@@ -39,9 +41,11 @@ use smallvec::SmallVec;
 use super::list::List;
 use super::nodes::Nodes;
 use super::passes::Set;
-use super::{dirty, passes, trashcan, trigger, walk, State};
+use super::{passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
-use crate::header::{Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::header::{
+    Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, PERMANENT, WEAK_CLEARED,
+};
 use crate::weak::Registration;
 
 /// Collects generation `gen` (0..=2) and everything younger. Returns the
@@ -61,10 +65,10 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         log::info!(
             target: "gencc",
             "collecting generation {gen}; objects in each generation: {} {} {}, frozen: {}",
-            st.gens()[0].len(),
-            st.gens()[1].len(),
-            st.gens()[2].len(),
-            st.permanent().len()
+            st.gen_len(0),
+            st.gen_len(1),
+            st.gen_len(2),
+            st.gen_len(PERMANENT)
         );
         std::time::Instant::now()
     });
@@ -75,33 +79,75 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
     for c in &st.counts[..=gen] {
         c.set(0);
     }
-    let young = &st.gens()[gen];
     let old_gen = (gen + 1).min(2);
-    let old = &st.gens()[old_gen];
-    let clean = st.dirty[..=gen].iter().all(|c| c.get() == 0);
+    let old = st.clean(old_gen);
+    let clean = (0..=gen).all(|g| st.suspects(g).is_empty());
     let arena = st.arena.take().unwrap_or_default();
     let found = if clean {
         // Nothing here lost a reference since it was last examined, so the
         // passes would find everything reachable (see `dirty`): promote.
         let mut promoted = 0;
-        for g in st.gens()[..=gen].iter().filter(|g| !core::ptr::eq(*g, old)) {
-            promoted += g.len();
-            retag(g, old_gen);
-            old.append_all(g);
+        for g in (0..=gen).filter(|&g| g != old_gen) {
+            promoted += st.clean(g).len();
+            old.take_all_as(st.clean(g), old_gen);
         }
-        record_promotion(st, gen, old.len(), promoted);
+        record_promotion(st, gen, st.gen_len(old_gen), promoted);
         0
     } else {
-        for younger in &st.gens()[..gen] {
-            young.append_all(younger);
-        }
         let spare = st.spare_nodes.take();
-        // SAFETY: `young` is a well-formed list of live tracked objects, and
-        // no other detection is running (`collecting` was clear).
-        match unsafe { passes::detect(young, Set::Generations(gen), spare, &arena) } {
+        let examined = if gen == 2 {
+            let limit = (0..=2).map(|g| st.gen_len(g)).sum::<usize>() / FOCUS;
+            // SAFETY: the lists are well formed and no other detection is
+            // running (`collecting` was clear).
+            let searched = unsafe { passes::search_from_suspects(st, limit, spare, &arena) };
+            match &searched {
+                Ok((_, merged)) => {
+                    if *merged {
+                        old.forget_all();
+                        st.suspects(2).forget_all();
+                    }
+                }
+                // Everything is back in its list. A failed collection leaves
+                // its generations merged, whichever way it searched.
+                Err(_) => {
+                    for g in 0..2 {
+                        old.take_all_as(st.clean(g), 2);
+                        st.suspects(2).take_all_as(st.suspects(g), 2);
+                    }
+                }
+            }
+            searched.map(|(nodes, _)| nodes)
+        } else {
+            let young = st.clean(gen);
+            let suspects = st.suspects(gen);
+            for g in 0..gen {
+                young.append_all(st.clean(g));
+                suspects.append_all(st.suspects(g));
+            }
+            let set = Set::Generations {
+                max_gen: gen,
+                suspects,
+            };
+            // SAFETY: the two lists are well formed and hold exactly the live
+            // tracked objects of generations 0 to `gen`, and no other
+            // detection is running (`collecting` was clear).
+            let detected = unsafe { passes::detect(young, set, spare, &arena) };
+            match &detected {
+                Ok(_) => {
+                    young.forget_all();
+                    suspects.forget_all();
+                }
+                // The passes relinked both lists: what came from younger
+                // generations takes this one's number.
+                Err(_) => {
+                    young.each_header(|h| h.set_generation(gen));
+                    suspects.each_header(|h| h.set_generation(gen));
+                }
+            }
+            detected
+        };
+        match examined {
             Err(payload) => {
-                retag(young, gen);
-                dirty::move_counts(st, &(0..gen).collect::<Vec<_>>(), gen);
                 panics.keep(payload);
                 0
             }
@@ -121,28 +167,29 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 // The garbage is left in no list: destroying it needs only
                 // the array, and user code, when there is some, needs the
                 // garbage list, which is then built (`destroy_garbage`).
-                // SAFETY: detection succeeded and nothing ran since; `hold`
-                // neither frees nor unlinks.
-                let (survivors, still_dirty) = unsafe {
-                    passes::partition(young, &mut examined, old, old_gen, None, gen == 2, hold)
+                // SAFETY: detection succeeded, nothing ran since, and every
+                // examined object is in no list; `hold` neither frees nor
+                // unlinks.
+                let survivors = unsafe {
+                    passes::partition(
+                        &mut examined,
+                        old,
+                        st.suspects(old_gen),
+                        old_gen,
+                        None,
+                        gen == 2,
+                        hold,
+                    )
                 };
-                // Everything in these generations was examined; the
-                // survivors that stay dirty now count in the older one.
-                for c in &st.dirty[..=gen] {
-                    c.set(0);
+                // A focused full collection leaves what it did not examine
+                // in generations 0 and 1: all of it is promoted, as a full
+                // collection promotes every survivor.
+                for g in (0..=gen).filter(|&g| g != old_gen) {
+                    old.take_all_as(st.clean(g), old_gen);
                 }
-                let d = &st.dirty[old_gen];
-                d.set(d.get() + still_dirty);
-                record_promotion(st, gen, old.len(), survivors);
-                let found = destroy_garbage(
-                    st,
-                    old,
-                    old_gen,
-                    &mut examined,
-                    user_code,
-                    &arena,
-                    &mut panics,
-                );
+                record_promotion(st, gen, st.gen_len(old_gen), survivors);
+                let found =
+                    destroy_garbage(st, old_gen, &mut examined, user_code, &arena, &mut panics);
                 st.spare_nodes.set(Some(examined));
                 found
             }
@@ -171,6 +218,17 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
     }
     found
 }
+
+/// A full collection searches from the suspects (see
+/// `passes::search_from_suspects`) and stays selective while what one
+/// suspect reaches is at most one object in `FOCUS` of generations 0 to 2.
+/// Past that, following edges one object at a time costs more than the
+/// plain walk of every list that it saves.
+///
+/// Invariant: any value is correct (the garbage found is the same); a larger
+/// one gives up sooner on large structures, a smaller one pays more per
+/// object before giving up.
+const FOCUS: usize = 64;
 
 /// The long-lived rule's bookkeeping: what a collection of `gen` promoted
 /// (`survivors`), and generation 2's size after a full one (`old_len`).
@@ -232,11 +290,6 @@ fn recycle_arena(st: &State, mut arena: Box<Bump>) {
     }
 }
 
-/// Sets the generation number of every object of `list`.
-fn retag(list: &List, gen: usize) {
-    each(list, |_, h| h.set_generation(gen));
-}
-
 /// Calls `f` on the header of every object of `list`, as a pointer with the
 /// provenance of the whole allocation. `f` must not unlink.
 fn each(list: &List, mut f: impl FnMut(NonNull<Header>, &Header)) {
@@ -269,9 +322,10 @@ fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Heade
 /// in step (e):
 /// - `DROPPED`: `Drop` code that reaches a peer gets a clear panic rather
 ///   than a dropped value;
-/// - `DIRTY`, without being counted in `State::dirty`: garbage is never
-///   examined again, and with the mark already set the values dropped in (e)
-///   release handles to each other without `Gc::drop` visiting the counter.
+/// - `DIRTY`: garbage is never examined again, and it is in no list its
+///   flags name (it sits in the array, or in the garbage list), so a handle
+///   to it released by a dropped value or by user code must not make
+///   `Gc::drop` file it as a suspect; with the mark already set it does not.
 const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
 
 /// Steps b to e for the objects `garbage` lists, which are in no list and on
@@ -281,7 +335,6 @@ const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
 /// Returns how many were destroyed.
 fn destroy_garbage(
     st: &State,
-    old: &List,
     old_gen: usize,
     garbage: &mut Nodes,
     user_code: bool,
@@ -294,14 +347,16 @@ fn destroy_garbage(
     }
     // The hold and step (a) were taken as `partition` found the garbage.
     if user_code {
-        // User code sees the garbage as tracked objects (`is_tracked`, a
-        // `Drop` marking a peer dirty), as before it was found; and step (d)
-        // runs the passes on it as a list.
+        // User code sees the garbage as tracked objects (`is_tracked`), as
+        // before it was found; and step (d) runs the passes on it as a list.
+        // The objects keep `DIRTY`, which any handle dropped now would give
+        // them: with it set, such a drop leaves them where they are, in the
+        // garbage list, instead of filing them as suspects.
         // SAFETY: the garbage is alive (held) and in no list.
         walk::each(garbage, |node| unsafe { list.push_back(node) });
-        each_node(garbage, |_, h| h.clear(FOR_DESTRUCTION));
-        run_user_code(st, old, old_gen, garbage, arena, panics);
-        each_node(garbage, |_, h| h.set(FOR_DESTRUCTION));
+        each_node(garbage, |_, h| h.clear(DROPPED));
+        run_user_code(st, old_gen, garbage, arena, panics);
+        each_node(garbage, |_, h| h.set(DROPPED));
     }
 
     // (e) Each object leaves the list, its value is dropped, and the
@@ -359,9 +414,8 @@ unsafe fn unlink_garbage(st: &State, list: &List, node: NonNull<Links>) -> NonNu
     // SAFETY: forwarded from the caller; the header is only borrowed briefly.
     unsafe {
         let h = Header::from_links(node);
-        // Uncounted (see `FOR_DESTRUCTION`); a counted mark left by user code
-        // in (b)-(d) stays counted, which is harmless.
-        h.as_ref().clear(DIRTY);
+        // `DIRTY` stays (see `FOR_DESTRUCTION`): an unlinked object is never
+        // filed again, and handles released later skip `dirty::mark`.
         if !node.as_ref().next.get().is_null() {
             list.remove(node);
         }
@@ -392,7 +446,6 @@ unsafe fn release_garbage(h: NonNull<Header>) {
 /// runs, and may resurrect objects, which leave `garbage`.
 fn run_user_code(
     st: &State,
-    old: &List,
     old_gen: usize,
     garbage: &mut Nodes,
     arena: &Bump,
@@ -426,9 +479,10 @@ fn run_user_code(
     match unsafe { passes::detect(list, Set::Garbage, None, arena) } {
         // SAFETY: detection succeeded and nothing ran since.
         Ok(mut examined) => unsafe {
+            list.forget_all();
             passes::partition(
-                list,
                 &mut examined,
+                resurrected,
                 resurrected,
                 old_gen,
                 Some(list),
@@ -442,9 +496,7 @@ fn run_user_code(
         // A `Trace` panic leaves resurrection undecided: keep everything.
         Err(payload) => {
             panics.keep(payload);
-            each(list, |_, h| dirty::forget(st, h));
-            resurrected.append_all(list);
-            retag(resurrected, old_gen);
+            resurrected.take_all_as(list, old_gen);
             garbage.truncate(0);
         }
     }
@@ -455,9 +507,7 @@ fn run_user_code(
         h.dec_strong(p);
         h.set(DIRTY);
     });
-    let d = &st.dirty[old_gen];
-    d.set(d.get() + resurrected.len());
-    old.append_all(resurrected);
+    st.suspects(old_gen).append_all(resurrected);
 }
 
 /// The registrations taken from one garbage object.

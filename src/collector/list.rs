@@ -7,7 +7,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::header::Links;
+use crate::header::{Header, Links};
 use crate::primitive::cell::Cell;
 
 pub(crate) struct List {
@@ -133,6 +133,28 @@ impl List {
         self.len.set(self.len.get() + from.len.get());
         from.init();
         from.len.set(0);
+    }
+
+    /// Calls `f` on the header of every object in the list, which `f` must
+    /// not unlink.
+    pub(crate) fn each_header(&self, mut f: impl FnMut(&Header)) {
+        let mut cur = self.first();
+        while let Some(node) = cur {
+            // SAFETY: linked nodes are live tracked objects, walked with real
+            // links (callers never walk a list whose `prev` words are
+            // scratch); `f` does not unlink, so `next_of` stays valid.
+            unsafe {
+                f(Header::from_links(node).as_ref());
+                cur = self.next_of(node);
+            }
+        }
+    }
+
+    /// Moves every object of `from` to the tail of this list, with generation
+    /// number `gen`.
+    pub(crate) fn take_all_as(&self, from: &List, gen: usize) {
+        from.each_header(|h| h.set_generation(gen));
+        self.append_all(from);
     }
 
     /// Leaves the list empty without touching its nodes, whose links are

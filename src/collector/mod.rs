@@ -5,7 +5,8 @@
 //! - [`collect`]: one collection, from merging generations to freeing garbage.
 //! - [`trigger`]: when automatic collections run (thresholds, long-lived rule).
 //! - [`trashcan`]: stack-safe destruction of long chains.
-//! - [`dirty`]: skipping collections that cannot find garbage.
+//! - [`dirty`]: the suspects, which let collections that cannot find garbage
+//!   skip the search, and full ones search only what the suspects reach.
 //! - [`nodes`]: the array of examined objects.
 //! - [`walk`]: visiting the examined objects without waiting on memory.
 
@@ -32,6 +33,9 @@ use crate::primitive::cell::{Cell, RefCell};
 use crate::primitive::thread_local;
 use crate::weak::Registration;
 
+/// Offset of the suspect lists in `State::lists`.
+const SUSPECTS: usize = PERMANENT + 1;
+
 /// A collection callback, as registered by the user.
 pub(crate) type Callback = Rc<dyn Fn(&CollectionInfo)>;
 
@@ -42,10 +46,13 @@ pub(crate) type Callback = Rc<dyn Fn(&CollectionInfo)>;
 /// the heap, so every field is a `Cell` or a short-lived `RefCell` borrow that
 /// is never held across user code.
 pub(crate) struct State {
-    /// Generations 0, 1 and 2, then the frozen objects (tracked, never
-    /// examined): indexed by the generation number in the header, so that a
-    /// death finds its list without a branch.
-    lists: [List; 4],
+    /// Every tracked object that is not in the middle of a collection, in
+    /// eight lists indexed by [`Header::list_index`], so that a death finds
+    /// its list without a branch: list `g` holds the clean objects of
+    /// generation `g` (0, 1, 2, and 3 for the frozen ones), list `4 + g` its
+    /// suspects, the objects marked `DIRTY` (see [`dirty`]). Keeping the
+    /// suspects apart lets a full collection start from them alone.
+    lists: [List; 8],
     /// Scratch list: the garbage of the collection in progress.
     pub(crate) unreachable: List,
     /// Scratch list: garbage that a finalizer resurrected.
@@ -55,9 +62,6 @@ pub(crate) struct State {
     /// collection. `counts[1]`, `counts[2]`: collections of the next younger
     /// generation since the last collection of this one.
     pub(crate) counts: [Cell<usize>; 3],
-    /// Objects per generation (0, 1, 2, permanent) that lost a strong
-    /// reference since they were last examined; see [`dirty`].
-    pub(crate) dirty: [Cell<usize>; 4],
     pub(crate) enabled: Cell<bool>,
     /// Re-entrancy guard: set for the whole of a collection.
     pub(crate) collecting: Cell<bool>,
@@ -101,12 +105,11 @@ impl State {
     /// address, through that same pointer.
     fn create() -> *const State {
         let st = Box::into_raw(Box::new(State {
-            lists: [const { List::new() }; 4],
+            lists: [const { List::new() }; 8],
             unreachable: List::new(),
             resurrected: List::new(),
             thresholds: DEFAULT_THRESHOLDS.map(Cell::new),
             counts: [0; 3].map(Cell::new),
-            dirty: [0; 4].map(Cell::new),
             enabled: Cell::new(true),
             collecting: Cell::new(false),
             long_lived_total: Cell::new(0),
@@ -130,33 +133,40 @@ impl State {
         st
     }
 
-    fn all_lists(&self) -> [&List; 6] {
-        let [g0, g1, g2, frozen] = &self.lists;
-        [g0, g1, g2, frozen, &self.unreachable, &self.resurrected]
+    fn all_lists(&self) -> impl Iterator<Item = &List> {
+        self.lists
+            .iter()
+            .chain([&self.unreachable, &self.resurrected])
     }
 
-    /// The list an object with generation number `gen` is linked in.
+    /// The list a linked object that no collection is examining is in.
     #[inline]
-    pub(crate) fn list_of(&self, gen: usize) -> &List {
+    pub(crate) fn list_of(&self, header: &Header) -> &List {
+        &self.lists[header.list_index()]
+    }
+
+    /// The objects of generation `gen` (0..=2, or [`PERMANENT`]) that are not
+    /// suspect.
+    #[inline]
+    pub(crate) fn clean(&self, gen: usize) -> &List {
         &self.lists[gen]
     }
 
-    /// Generations 0, 1 and 2.
+    /// The suspects of generation `gen`: its objects marked `DIRTY`.
     #[inline]
-    pub(crate) fn gens(&self) -> &[List; 3] {
-        let [gens @ .., _] = &self.lists;
-        gens
+    pub(crate) fn suspects(&self, gen: usize) -> &List {
+        &self.lists[SUSPECTS + gen]
     }
 
-    /// The frozen objects.
-    pub(crate) fn permanent(&self) -> &List {
-        &self.lists[PERMANENT]
+    /// How many objects generation `gen` holds.
+    pub(crate) fn gen_len(&self, gen: usize) -> usize {
+        self.clean(gen).len() + self.suspects(gen).len()
     }
 
     /// Whether nothing can still point into this state: no tracked object,
     /// no pending registration, no deferred destruction.
     fn is_vacant(&self) -> bool {
-        self.all_lists().iter().all(|l| l.is_empty())
+        self.all_lists().all(List::is_empty)
             && self.registrations.borrow().is_empty()
             && self.trash.borrow().is_empty()
     }

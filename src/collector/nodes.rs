@@ -75,6 +75,28 @@ impl Nodes {
         }
     }
 
+    /// `spare` emptied, whatever its size, or a new small array: for a
+    /// collection that cannot tell in advance how many objects it will
+    /// examine. A large spare is kept for it rather than freed, since the
+    /// collection may grow to need it; the next [`reuse`](Self::reuse) that
+    /// needs less than a quarter of it frees it.
+    pub(crate) fn recycle(spare: Option<Nodes>) -> Self {
+        match spare {
+            Some(mut spare) => {
+                spare.len = 0;
+                spare
+            }
+            None => Nodes::with_capacity(SMALL),
+        }
+    }
+
+    /// Makes room for `cap` nodes in all, in one step.
+    pub(crate) fn reserve_total(&mut self, cap: usize) {
+        if cap > self.cap {
+            self.grow_to(cap);
+        }
+    }
+
     #[inline]
     pub(crate) fn push(&mut self, node: Node) {
         if self.len == self.cap {
@@ -87,7 +109,11 @@ impl Nodes {
 
     #[cold]
     fn grow(&mut self) {
-        let mut bigger = Nodes::with_capacity(self.cap * 2);
+        self.grow_to(self.cap * 2);
+    }
+
+    fn grow_to(&mut self, cap: usize) {
+        let mut bigger = Nodes::with_capacity(cap);
         // SAFETY: both buffers are valid for `len` slots and distinct.
         unsafe {
             core::ptr::copy_nonoverlapping(self.ptr.as_ptr(), bigger.ptr.as_ptr(), self.len);

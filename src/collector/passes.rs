@@ -1,5 +1,6 @@
 //! The passes that find garbage: CPython's `update_refs`, `subtract_refs`
-//! and a marking pass, run over one list of tracked objects.
+//! and a marking pass, run over one list of tracked objects, or, in a full
+//! collection, over what the suspects reach ([`search_from_suspects`]).
 //!
 //! While they run, each object's `prev` link holds a scratch word instead of
 //! a pointer:
@@ -27,6 +28,7 @@ use bumpalo::Bump;
 use super::list::List;
 use super::nodes::Nodes;
 use super::walk;
+use super::State;
 use crate::header::{Header, Links, DIRTY};
 use crate::trace::Tracer;
 use crate::weak::Registration;
@@ -216,16 +218,17 @@ pub(crate) unsafe fn mark(nodes: &[NonNull<Links>], arena: &Bump) {
 
 /// Which objects a detection examines.
 #[derive(Clone, Copy)]
-pub(crate) enum Set {
-    /// Generations `0..=n`, merged into the list: exactly the linked objects
-    /// whose generation number is at most `n`.
-    Generations(usize),
+pub(crate) enum Set<'a> {
+    /// Generations `0..=max_gen`: the clean ones merged into the list, the
+    /// suspects into `suspects`. Exactly the linked objects whose generation
+    /// number is at most `max_gen`.
+    Generations { max_gen: usize, suspects: &'a List },
     /// The garbage list, on which the collector holds one reference each.
     Garbage,
 }
 
-/// Runs the passes, relinking `list` if a `Trace` impl panics. Returns the
-/// examined objects, in list order, for [`partition`].
+/// Runs the passes, relinking the lists if a `Trace` impl panics. Returns
+/// the examined objects, in the order they were walked, for [`partition`].
 ///
 /// # Safety
 ///
@@ -235,7 +238,7 @@ pub(crate) enum Set {
 /// `spare`: an array to reuse for the examined objects, if it is big enough.
 pub(crate) unsafe fn detect(
     list: &List,
-    set: Set,
+    set: Set<'_>,
     spare: Option<Nodes>,
     arena: &Bump,
 ) -> Result<Nodes, Box<dyn core::any::Any + Send>> {
@@ -245,8 +248,10 @@ pub(crate) unsafe fn detect(
         unsafe {
             let mut outside = Outside::default();
             let nodes = match set {
-                Set::Generations(max_gen) => {
-                    update_and_subtract(list, max_gen, spare, &mut outside)
+                Set::Generations { max_gen, suspects } => {
+                    let mut nodes = Nodes::reuse(spare, list.len() + suspects.len());
+                    update_and_subtract(list, Some(suspects), max_gen, &mut nodes, &mut outside);
+                    nodes
                 }
                 Set::Garbage => {
                     let nodes = update_refs(list, 1, spare, &mut outside);
@@ -260,7 +265,147 @@ pub(crate) unsafe fn detect(
             nodes
         }
     });
-    std::panic::catch_unwind(run).inspect_err(|_| list.relink())
+    std::panic::catch_unwind(run).inspect_err(|_| {
+        list.relink();
+        if let Set::Generations { suspects, .. } = set {
+            suspects.relink();
+        }
+    })
+}
+
+/// The passes of a full collection, run on what the suspects reach.
+///
+/// Garbage always contains a suspect and is reachable from one (see
+/// `dirty`), so a full collection needs to examine only the objects the
+/// suspects reach. Those join the set as the search finds them: each is
+/// unlinked from its list, set up, and traced in turn, its edges subtracted
+/// as for [`Set::Generations`]. Whatever the search does not reach stays in
+/// its list untouched; references from it are outside references. On a heap
+/// whose long-lived part lost no reference, a full collection then costs
+/// what the young garbage costs, not what the heap holds.
+///
+/// Each suspect is taken with everything it reaches before the next one, so
+/// objects allocated together (a pair whose handle was dropped) sit together
+/// in `nodes`, and so in every later pass.
+///
+/// The search gives up on being selective once one suspect has led it to
+/// more than `limit` objects. Following edges one object at a time waits on
+/// memory where the walk of a list runs ahead of it (on a ring of a million
+/// nodes it costs about 5 ns per object more), so a search that reaches a
+/// large structure is better done the plain way. It then merges the clean
+/// lists of generations 0 to 2 into generation 2's, and the suspects not yet
+/// taken into generation 2's suspects, and takes in the rest by walking both,
+/// as [`detect`] does.
+///
+/// Returns the examined objects, and whether the lists of generation 2 were
+/// merged and walked (the caller must then `forget_all` both before
+/// [`partition`]); otherwise every examined object is already in no list.
+/// Objects of generations 0 and 1 that were not examined are still in their
+/// lists, with their own generation numbers. If a `Trace` impl panics,
+/// every object is filed back where its flags say (the merged ones as
+/// generation 2) before the panic is returned.
+///
+/// # Safety
+///
+/// - The lists of `st` must be well formed, and no detection may be running.
+pub(crate) unsafe fn search_from_suspects(
+    st: &State,
+    limit: usize,
+    spare: Option<Nodes>,
+    arena: &Bump,
+) -> Result<(Nodes, bool), Box<dyn core::any::Any + Send>> {
+    let mut nodes = Nodes::recycle(spare);
+    // `nodes[..unlinked]` are in no list; the rest, in the merged lists.
+    let mut unlinked = 0;
+    let mut merged = false;
+    let (whole, rest) = (st.clean(2), st.suspects(2));
+    let run = core::panic::AssertUnwindSafe(|| {
+        let mut outside = Outside::default();
+        let mut traced = 0;
+        let mut grow = Grow {
+            st,
+            nodes: &mut nodes,
+            sub: Subtract(&mut outside),
+        };
+        'seeds: for g in 0..=2 {
+            let suspects = st.suspects(g);
+            while let Some(seed) = suspects.first() {
+                // SAFETY: a suspect is linked in its list with real links,
+                // and not set up yet; it is unlinked before its `prev`
+                // becomes a scratch word.
+                unsafe {
+                    suspects.remove(seed);
+                    grow.sub.0.add(enter(seed, 0));
+                }
+                grow.nodes.push(seed);
+                unlinked = grow.nodes.len();
+                // Everything this suspect reaches, before the next one: the
+                // objects it was allocated with come next in `nodes`, and
+                // every later pass walks `nodes` in that order.
+                let start = traced;
+                while traced < grow.nodes.len() {
+                    if traced - start > limit {
+                        break 'seeds;
+                    }
+                    let node = grow.nodes[traced];
+                    if let Some(&ahead) = grow.nodes.get(traced + walk::AHEAD) {
+                        walk::prefetch(ahead);
+                    }
+                    // SAFETY: a set-up object, alive and intact; `Grow` only
+                    // unlinks objects that are in a list with real links.
+                    unsafe { trace(node, &mut grow) };
+                    traced += 1;
+                    unlinked = grow.nodes.len();
+                }
+            }
+        }
+        if traced < nodes.len() {
+            merged = true;
+            for g in 0..2 {
+                whole.append_all(st.clean(g));
+                rest.append_all(st.suspects(g));
+            }
+            nodes.reserve_total(unlinked + whole.len() + rest.len());
+            let mut lazy = SubtractLazily {
+                max_gen: 2,
+                sub: Subtract(&mut outside),
+            };
+            for i in traced..unlinked {
+                // SAFETY: as above; `SubtractLazily` writes scratch words only.
+                unsafe { trace(nodes[i], &mut lazy) };
+            }
+            // SAFETY: the two lists now hold every linked object of
+            // generations 0 to 2 that is not in `nodes`, and those in `nodes`
+            // are set up.
+            unsafe { update_and_subtract(whole, Some(rest), 2, &mut nodes, &mut outside) };
+        }
+        if outside.0 > 0 {
+            // SAFETY: every examined object is set up and its edges
+            // subtracted.
+            unsafe { mark(&nodes, arena) };
+        }
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(()) => Ok((nodes, merged)),
+        Err(payload) => {
+            if merged {
+                for list in [whole, rest] {
+                    list.relink();
+                    list.each_header(|h| h.set_generation(2));
+                }
+            }
+            for &node in &nodes[..unlinked] {
+                // SAFETY: an examined object in no list, alive; filing it
+                // overwrites its scratch word. Its flags are unchanged, so it
+                // goes back to the list it was taken from.
+                unsafe {
+                    st.list_of(Header::from_links(node).as_ref())
+                        .push_back(node)
+                };
+            }
+            Err(payload)
+        }
+    }
 }
 
 /// `update_refs` and `subtract_refs` in one walk, for a set that an object's
@@ -273,42 +418,47 @@ pub(crate) unsafe fn detect(
 /// the walk visits each object's memory once instead of twice: on a heap much
 /// larger than the cache, one memory-bound pass fewer.
 ///
+/// The objects of `list`, then those of `other`, are appended to `nodes`.
+///
 /// # Safety
 ///
-/// - `list` must be a well-formed list of live tracked objects holding
-///   exactly the linked objects whose generation number is at most `max_gen`.
+/// - `list` and `other` must be distinct well-formed lists of live tracked
+///   objects. With the objects already in `nodes` (set up and traced, or set
+///   up and still to be traced), they must hold exactly the linked objects
+///   whose generation number is at most `max_gen`.
 unsafe fn update_and_subtract(
     list: &List,
+    other: Option<&List>,
     max_gen: usize,
-    spare: Option<Nodes>,
+    nodes: &mut Nodes,
     outside: &mut Outside,
-) -> Nodes {
-    let mut nodes = Nodes::reuse(spare, list.len());
+) {
     let mut visit = SubtractLazily {
         max_gen,
         sub: Subtract(outside),
     };
-    let end = list.sentinel();
-    let mut cur = list.first();
-    while let Some(node) = cur.filter(|n| *n != end) {
-        // SAFETY: forwarded from the caller: the `next` chain leads through
-        // live tracked objects back to the sentinel, and only `prev` is
-        // rewritten here; `Trace` reports live handles.
-        unsafe {
-            let l = node.as_ref();
-            let next = l.next.get();
-            if let Some(n) = NonNull::new(next.cast_mut()) {
-                walk::prefetch(n);
+    for list in [Some(list), other].into_iter().flatten() {
+        let end = list.sentinel();
+        let mut cur = list.first();
+        while let Some(node) = cur.filter(|n| *n != end) {
+            // SAFETY: forwarded from the caller: the `next` chain leads
+            // through live tracked objects back to the sentinel, and only
+            // `prev` is rewritten here; `Trace` reports live handles.
+            unsafe {
+                let l = node.as_ref();
+                let next = l.next.get();
+                if let Some(n) = NonNull::new(next.cast_mut()) {
+                    walk::prefetch(n);
+                }
+                if scratch(l) & COLLECTING == 0 {
+                    visit.sub.0.add(enter(node, 0));
+                }
+                nodes.push(node);
+                trace(node, &mut visit);
+                cur = NonNull::new(next.cast_mut());
             }
-            if scratch(l) & COLLECTING == 0 {
-                visit.sub.0.add(enter(node, 0));
-            }
-            nodes.push(node);
-            trace(node, &mut visit);
-            cur = NonNull::new(next.cast_mut());
         }
     }
-    nodes
 }
 
 /// Sets up the scratch word of an object joining the set: its strong count,
@@ -338,90 +488,127 @@ struct SubtractLazily<'a> {
     sub: Subtract<'a>,
 }
 
+/// What the visitors that set objects up as they meet them share: an edge to
+/// an object already set up is subtracted, and `None` returned; so is `None`
+/// for an object outside the set (unlinked, or older than `max_gen`), whose
+/// edge is ignored. What remains is an object of the set met for the first
+/// time, whose header is returned: its turn in the walk is still to come, or
+/// the caller takes it now.
+#[inline]
+fn meet(sub: &mut Subtract<'_>, links: NonNull<Links>, max_gen: usize) -> Option<NonNull<Header>> {
+    // SAFETY: reported by `Trace` from a live handle, so the object is
+    // alive, and stays so for the collection.
+    let l = unsafe { links.as_ref() };
+    if scratch(l) & COLLECTING != 0 {
+        sub.strong(links);
+        return None;
+    }
+    // SAFETY: a tracked box has a header after its links.
+    let header = unsafe { Header::from_links(links) };
+    // SAFETY: alive, as above.
+    let in_set = !l.next.get().is_null() && unsafe { header.as_ref() }.generation() <= max_gen;
+    in_set.then_some(header)
+}
+
 impl Visit for SubtractLazily<'_> {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
-        // SAFETY: reported by `Trace` from a live handle, so the object is
-        // alive.
-        let l = unsafe { links.as_ref() };
-        if scratch(l) & COLLECTING != 0 {
-            self.sub.strong(links);
-            return;
-        }
-        // Not set up yet: in the set (then its turn in the walk is still to
-        // come) if it is linked and young enough; otherwise outside, and the
-        // edge is ignored.
-        // SAFETY: as above; a tracked box has a header after its links.
-        let in_set = !l.next.get().is_null()
-            && unsafe { Header::from_links(links).as_ref() }.generation() <= self.max_gen;
-        if in_set {
-            // SAFETY: alive, as above. This edge is the first from inside.
+        if meet(&mut self.sub, links, self.max_gen).is_some() {
+            // SAFETY: alive (see `meet`). This edge is the first from inside.
             self.sub.0.add(unsafe { enter(links, 1) });
         }
     }
 }
 
-/// Splits the examined `list` into the reached objects, appended to
-/// `reached_to` with generation `reached_gen`, and the rest, appended to
-/// `unreached_to`, or left in no list if it is `None`. Restores real `prev`
-/// pointers. Leaves in `nodes` only the unreached objects, in their new list
-/// order, and calls `on_unreached` on each of them (so that the caller's
-/// first walk over the garbage costs no extra pass over memory); their flags
-/// are the caller's to set.
+/// The edge visitor of [`search_from_suspects`] while it is selective: what
+/// it meets is taken at once, out of its list.
+struct Grow<'a, 'b> {
+    st: &'a State,
+    nodes: &'a mut Nodes,
+    sub: Subtract<'b>,
+}
+
+impl Visit for Grow<'_, '_> {
+    #[inline]
+    fn strong(&mut self, links: NonNull<Links>) {
+        let Some(header) = meet(&mut self.sub, links, 2) else {
+            return;
+        };
+        // SAFETY: alive (see `meet`); linked and not set up, so it is in the
+        // list its flags name, with real links (only set-up objects hold
+        // scratch words, and while the search is selective they are in no
+        // list). This edge is the first from inside.
+        unsafe {
+            // Its neighbour in the list was most likely allocated with it,
+            // and is most likely what tracing it finds next: start on that
+            // object's lines now, as the walk of a list does.
+            if let Some(next) = NonNull::new(links.as_ref().next.get().cast_mut()) {
+                walk::prefetch(next);
+            }
+            self.st.list_of(header.as_ref()).remove(links);
+            self.sub.0.add(enter(links, 1));
+        }
+        self.nodes.push(links);
+    }
+}
+
+/// Files the examined objects: the reached ones, with generation number
+/// `reached_gen`, at the tail of `reached_to`, or of `suspects_to` if they
+/// stay `DIRTY`; the rest at the tail of `unreached_to`, or in no list if it
+/// is `None`. Restores real `prev` pointers. Leaves in `nodes` only the
+/// unreached objects, in their new list order, and calls `on_unreached` on
+/// each of them (so that the caller's first walk over the garbage costs no
+/// extra pass over memory); their flags are the caller's to set.
 ///
 /// With `clear_dirty`, the `DIRTY` marks of the reached objects go: the
-/// caller examined every generation, so "reached" means reachable from
-/// outside the heap or from a frozen object (which is marked when it is
-/// unfrozen), and whatever they lost before no longer matters. Otherwise a
-/// reached object may owe its survival to an older object that is itself
-/// garbage, and must stay suspect (see `dirty`). The dirty counts
-/// are the caller's to keep. Returns how many objects were reached, and how
-/// many of those are still `DIRTY`.
+/// caller examined every generation, or every object a suspect reaches, so
+/// "reached" means reachable from outside the heap or from a frozen object
+/// (which is marked when it is unfrozen), and whatever they lost before no
+/// longer matters. Otherwise a reached object may owe its survival to an
+/// older object that is itself garbage, and must stay suspect (see `dirty`).
+/// Returns how many objects were reached.
 ///
 /// # Safety
 ///
-/// - `detect` must have succeeded on `list` and returned `nodes`; no user
-///   code may have run since.
-/// - `reached_to` and `unreached_to` must be well formed; either may be `list`.
-///   Unreached objects left in no list must be linked again, or destroyed,
-///   before the collection ends.
+/// - `detect` or `search_from_suspects` must have succeeded and returned
+///   `nodes`; no user code may have run since.
+/// - No examined object may be in a list any more: the list they were
+///   examined in was emptied with `forget_all`, or they were unlinked.
+/// - The destination lists must be well formed. Unreached objects left in no
+///   list must be linked again, or destroyed, before the collection ends.
 /// - `on_unreached` must not free the object or touch its links.
 pub(crate) unsafe fn partition(
-    list: &List,
     nodes: &mut Nodes,
     reached_to: &List,
+    suspects_to: &List,
     reached_gen: usize,
     unreached_to: Option<&List>,
     clear_dirty: bool,
     mut on_unreached: impl FnMut(NonNull<Header>, &Header),
-) -> (usize, usize) {
-    // Every node of `list` is in `nodes` and is relinked below, so the list
-    // can start over empty.
-    list.forget_all();
+) -> usize {
     let mut reached = 0;
-    let mut still_dirty = 0;
     let mut kept = 0;
     for i in 0..nodes.len() {
         let node = nodes[i];
         if let Some(&ahead) = nodes.get(i + walk::AHEAD) {
             walk::prefetch(ahead);
         }
-        // SAFETY: examined objects are alive; each is pushed exactly once,
-        // which overwrites the scratch word with a real `prev`.
+        // SAFETY: examined objects are alive and in no list; each is pushed
+        // exactly once, which overwrites the scratch word with a real `prev`.
         unsafe {
             let h = Header::from_links(node);
             let header = h.as_ref();
             if scratch(node.as_ref()) & REACHED != 0 {
                 reached += 1;
-                if header.has(DIRTY) {
-                    if clear_dirty {
-                        header.clear(DIRTY);
-                    } else {
-                        still_dirty += 1;
-                    }
-                }
                 header.set_generation(reached_gen);
-                reached_to.push_back(node);
+                if clear_dirty {
+                    header.clear(DIRTY);
+                }
+                if header.has(DIRTY) {
+                    suspects_to.push_back(node);
+                } else {
+                    reached_to.push_back(node);
+                }
             } else {
                 match unreached_to {
                     Some(to) => to.push_back(node),
@@ -438,7 +625,7 @@ pub(crate) unsafe fn partition(
         }
     }
     nodes.truncate(kept);
-    (reached, still_dirty)
+    reached
 }
 
 struct WeakScan;
