@@ -43,6 +43,17 @@
 //! [`thresholds`], [`count`], [`stats`], [`freeze`] and the other free
 //! functions of this crate are the counterparts of Python's `gc` module.
 //!
+//! # Suspects
+//!
+//! A cycle can only become garbage when one of its objects loses a handle
+//! without dying, so dropping such a handle marks the object a suspect. A
+//! collection whose generations hold no suspect has nothing to find and only
+//! promotes. One that has suspects examines only what they reach: every piece
+//! of garbage is reachable from a suspect. So a structure built by moving
+//! handles into it costs no scan at all, the young objects still in use are
+//! never traced, and a full collection after a burst of young garbage costs
+//! what that garbage costs, not what the heap holds.
+//!
 //! # Destroying garbage
 //!
 //! Garbage is destroyed in the order PEP 442 fixes: first every [`Weak`]

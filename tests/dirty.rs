@@ -278,6 +278,25 @@ fn a_full_collection_examines_only_what_the_suspects_reach() {
 }
 
 #[test]
+fn a_young_collection_leaves_young_objects_in_use_alone() {
+    gencc::disable();
+    let young: Vec<_> = (0..500).map(|_| leaf()).collect();
+    let weak = dropped_ring(2, Some(young[0].clone()));
+    let before = traced();
+    assert_eq!(gencc::collect_generation(0), Ok(2));
+    assert!(weak.upgrade().is_none());
+    let seen = traced() - before;
+    assert!(
+        seen <= 2 * 3,
+        "a young collection with one suspect traced {seen} objects"
+    );
+    assert!(young
+        .iter()
+        .all(|n| Gc::generation(n) == Some(Generation::Middle)));
+    gencc::enable();
+}
+
+#[test]
 fn a_search_that_reaches_most_of_the_heap_finds_everything() {
     let n = if cfg!(miri) { 300 } else { 20_000 };
     let heap = settled_heap(n);

@@ -1,13 +1,14 @@
 //! One collection, in CPython 3.11's order.
 //!
-//! 1. Merge the younger generations into the one being collected.
-//! 2. Find the objects not reachable from outside it ([`passes`]). A full
-//!    collection with few suspects examines only what they reach, and leaves
-//!    the rest unmerged (see `dirty`).
-//! 3. Promote the survivors into the next generation, before any user code
-//!    runs, so that what user code allocates or keeps alive from here on is
-//!    judged by the next collection, not this one.
-//! 4. Destroy the garbage, in the order PEP 442 fixes:
+//! 1. Find the objects of the generations being collected that are not
+//!    reachable from outside them ([`passes`]), examining only what their
+//!    suspects reach (see `dirty`). CPython merges the generations first and
+//!    walks them all.
+//! 2. Promote the survivors, and the objects the search never reached, into
+//!    the next generation before any user code runs, so that what user code
+//!    allocates or keeps alive from here on is judged by the next collection,
+//!    not this one.
+//! 3. Destroy the garbage, in the order PEP 442 fixes:
 //!    - a. clear every weak reference to it;
 //!    - b. run the callbacks of the weak references that are not garbage
 //!      themselves, only once all are cleared, so no callback can reach
@@ -19,7 +20,7 @@
 //!      all it reaches, survives;
 //!    - e. drop the values of the rest, then free them.
 //!
-//! From step 4 on the collector holds one strong reference to each garbage
+//! From step 3 on the collector holds one strong reference to each garbage
 //! object, so that user code (callbacks, finalizers, `Drop`) can never free an
 //! object the collector is still walking; and every garbage object is marked
 //! dropped before the first value is dropped, so a `Drop` that reaches a peer
@@ -40,7 +41,6 @@ use smallvec::SmallVec;
 
 use super::list::List;
 use super::nodes::Nodes;
-use super::passes::Set;
 use super::{passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
 use crate::header::{
@@ -95,57 +95,27 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         0
     } else {
         let spare = st.spare_nodes.take();
-        let examined = if gen == 2 {
-            let limit = (0..=2).map(|g| st.gen_len(g)).sum::<usize>() / FOCUS;
-            // SAFETY: the lists are well formed and no other detection is
-            // running (`collecting` was clear).
-            let searched = unsafe { passes::search_from_suspects(st, limit, spare, &arena) };
-            match &searched {
-                Ok((_, merged)) => {
-                    if *merged {
-                        old.forget_all();
-                        st.suspects(2).forget_all();
-                    }
-                }
-                // Everything is back in its list. A failed collection leaves
-                // its generations merged, whichever way it searched.
-                Err(_) => {
-                    for g in 0..2 {
-                        old.take_all_as(st.clean(g), 2);
-                        st.suspects(2).take_all_as(st.suspects(g), 2);
-                    }
+        let limit = (0..=gen).map(|g| st.gen_len(g)).sum::<usize>() / FOCUS;
+        // SAFETY: the lists are well formed and no other detection is
+        // running (`collecting` was clear).
+        let examined = unsafe { passes::search_from_suspects(st, gen, limit, spare, &arena) };
+        match &examined {
+            Ok((_, merged)) => {
+                if *merged {
+                    st.clean(gen).forget_all();
+                    st.suspects(gen).forget_all();
                 }
             }
-            searched.map(|(nodes, _)| nodes)
-        } else {
-            let young = st.clean(gen);
-            let suspects = st.suspects(gen);
-            for g in 0..gen {
-                young.append_all(st.clean(g));
-                suspects.append_all(st.suspects(g));
-            }
-            let set = Set::Generations {
-                max_gen: gen,
-                suspects,
-            };
-            // SAFETY: the two lists are well formed and hold exactly the live
-            // tracked objects of generations 0 to `gen`, and no other
-            // detection is running (`collecting` was clear).
-            let detected = unsafe { passes::detect(young, set, spare, &arena) };
-            match &detected {
-                Ok(_) => {
-                    young.forget_all();
-                    suspects.forget_all();
-                }
-                // The passes relinked both lists: what came from younger
-                // generations takes this one's number.
-                Err(_) => {
-                    young.each_header(|h| h.set_generation(gen));
-                    suspects.each_header(|h| h.set_generation(gen));
+            // Everything is back in its list. A failed collection leaves its
+            // generations merged, whichever way it searched.
+            Err(_) => {
+                for g in 0..gen {
+                    st.clean(gen).take_all_as(st.clean(g), gen);
+                    st.suspects(gen).take_all_as(st.suspects(g), gen);
                 }
             }
-            detected
-        };
+        }
+        let examined = examined.map(|(nodes, _)| nodes);
         match examined {
             Err(payload) => {
                 panics.keep(payload);
@@ -170,7 +140,7 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 // SAFETY: detection succeeded, nothing ran since, and every
                 // examined object is in no list; `hold` neither frees nor
                 // unlinks.
-                let survivors = unsafe {
+                let mut survivors = unsafe {
                     passes::partition(
                         &mut examined,
                         old,
@@ -181,10 +151,10 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                         hold,
                     )
                 };
-                // A focused full collection leaves what it did not examine
-                // in generations 0 and 1: all of it is promoted, as a full
-                // collection promotes every survivor.
+                // What the search did not reach is alive: it is promoted
+                // with the examined survivors, and counts with them.
                 for g in (0..=gen).filter(|&g| g != old_gen) {
+                    survivors += st.clean(g).len();
                     old.take_all_as(st.clean(g), old_gen);
                 }
                 record_promotion(st, gen, st.gen_len(old_gen), survivors);
@@ -219,11 +189,11 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
     found
 }
 
-/// A full collection searches from the suspects (see
+/// A collection searches from the suspects (see
 /// `passes::search_from_suspects`) and stays selective while what one
-/// suspect reaches is at most one object in `FOCUS` of generations 0 to 2.
-/// Past that, following edges one object at a time costs more than the
-/// plain walk of every list that it saves.
+/// suspect reaches is at most one object in `FOCUS` of the generations it
+/// collects. Past that, following edges one object at a time costs more than
+/// the plain walk of every list that it saves.
 ///
 /// Invariant: any value is correct (the garbage found is the same); a larger
 /// one gives up sooner on large structures, a smaller one pays more per
@@ -476,7 +446,7 @@ fn run_user_code(
     let resurrected = &st.resurrected;
     // SAFETY: the garbage list is well formed and its values intact; the
     // collector's hold is the `1` subtracted from every count.
-    match unsafe { passes::detect(list, Set::Garbage, None, arena) } {
+    match unsafe { passes::detect_garbage(list, arena) } {
         // SAFETY: detection succeeded and nothing ran since.
         Ok(mut examined) => unsafe {
             list.forget_all();

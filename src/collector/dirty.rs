@@ -1,5 +1,5 @@
 //! Suspects: skipping collections that cannot find anything, and focusing
-//! full collections on what can.
+//! the others on what can.
 //!
 //! A set of objects can only have become garbage if one of them lost a strong
 //! reference without dying. Every object starts with a reference from outside
@@ -32,20 +32,22 @@
 //! collection takes for outside ones: [`unfreeze`](crate::unfreeze) marks
 //! every object it brings back, so that the next full collection searches.
 //!
-//! A full collection goes further: it starts from the suspects alone (see
-//! [`passes::search_from_suspects`](super::passes)). Take garbage that
-//! nothing outside it refers to. When a full collection last kept its
-//! members, or when they were made, something outside referred to them; now
-//! nothing does. A reference goes by being dropped, which marks its target
-//! unless the target dies; by being moved into the garbage, which only hands
-//! the question to the reference it came from; or with the object holding
-//! it, which would then be garbage referring to this garbage. So one member
-//! is marked, and no collection since can have cleared the mark: only a full
-//! one clears marks, and only on objects it finds reachable. Every garbage
-//! object is reachable from such unreferenced garbage, so all of it lies in
-//! what the suspects reach. Only those objects need examining; what they do
-//! not reach is alive, and references from it are outside references like
-//! any other.
+//! A collection that does search goes further: it starts from the suspects
+//! of its generations alone (see
+//! [`passes::search_from_suspects`](super::passes)). Take garbage, as the
+//! collection judges it, that nothing outside it refers to ("outside": the
+//! program, older generations, frozen objects, live young ones). When a full
+//! collection last kept its members, or when they were made, something
+//! outside referred to them; now nothing does. A reference goes by being
+//! dropped, which marks its target unless the target dies; by being moved
+//! into the garbage, which only hands the question to the reference it came
+//! from; or with the object holding it, which would then be garbage
+//! referring to this garbage. So one member is marked, and no collection
+//! since can have cleared the mark: only a full one clears marks, and only
+//! on objects it finds reachable. Every garbage object is reachable from
+//! such unreferenced garbage, so all of it lies in what the suspects reach.
+//! Only those objects need examining; what they do not reach is alive, and
+//! references from it are outside references like any other.
 //!
 //! Invariant: an object with `DIRTY` set is in a suspect list, or in the
 //! middle of a collection (held in the collector's arrays or scratch lists,

@@ -1,6 +1,7 @@
 //! The passes that find garbage: CPython's `update_refs`, `subtract_refs`
-//! and a marking pass, run over one list of tracked objects, or, in a full
-//! collection, over what the suspects reach ([`search_from_suspects`]).
+//! and a marking pass, run over what the suspects of the collected
+//! generations reach ([`search_from_suspects`]), or over the garbage list to
+//! find what finalizers resurrected ([`detect_garbage`]).
 //!
 //! While they run, each object's `prev` link holds a scratch word instead of
 //! a pointer:
@@ -73,7 +74,7 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 }
 
 /// `gc_refs = strong - hold`, and mark every object as in the set. Returns
-/// the objects in list order. Used for [`Set::Garbage`], whose members
+/// the objects in list order. Used for the garbage list, whose members
 /// cannot be told by their headers.
 ///
 /// `hold` is the number of references the collector itself owns on each
@@ -216,30 +217,18 @@ pub(crate) unsafe fn mark(nodes: &[NonNull<Links>], arena: &Bump) {
     })
 }
 
-/// Which objects a detection examines.
-#[derive(Clone, Copy)]
-pub(crate) enum Set<'a> {
-    /// Generations `0..=max_gen`: the clean ones merged into the list, the
-    /// suspects into `suspects`. Exactly the linked objects whose generation
-    /// number is at most `max_gen`.
-    Generations { max_gen: usize, suspects: &'a List },
-    /// The garbage list, on which the collector holds one reference each.
-    Garbage,
-}
-
-/// Runs the passes, relinking the lists if a `Trace` impl panics. Returns
-/// the examined objects, in the order they were walked, for [`partition`].
+/// Runs the passes on the garbage list, on which the collector holds one
+/// reference each, to find what finalizers resurrected (step d of
+/// `collect`). Relinks the list if a `Trace` impl panics. Returns the
+/// examined objects, in list order, for [`partition`].
 ///
 /// # Safety
 ///
-/// - `list` must be a well-formed list of live tracked objects, none of which
-///   is in the middle of another detection, and `set` must describe it.
-///
-/// `spare`: an array to reuse for the examined objects, if it is big enough.
-pub(crate) unsafe fn detect(
+/// - `list` must be a well-formed list of live tracked objects, each held
+///   once by the collector, none of which is in the middle of another
+///   detection.
+pub(crate) unsafe fn detect_garbage(
     list: &List,
-    set: Set<'_>,
-    spare: Option<Nodes>,
     arena: &Bump,
 ) -> Result<Nodes, Box<dyn core::any::Any + Send>> {
     let run = core::panic::AssertUnwindSafe(|| {
@@ -247,42 +236,31 @@ pub(crate) unsafe fn detect(
         // previous pass.
         unsafe {
             let mut outside = Outside::default();
-            let nodes = match set {
-                Set::Generations { max_gen, suspects } => {
-                    let mut nodes = Nodes::reuse(spare, list.len() + suspects.len());
-                    update_and_subtract(list, Some(suspects), max_gen, &mut nodes, &mut outside);
-                    nodes
-                }
-                Set::Garbage => {
-                    let nodes = update_refs(list, 1, spare, &mut outside);
-                    subtract_refs(&nodes, &mut outside);
-                    nodes
-                }
-            };
+            let nodes = update_refs(list, 1, None, &mut outside);
+            subtract_refs(&nodes, &mut outside);
             if outside.0 > 0 {
                 mark(&nodes, arena);
             }
             nodes
         }
     });
-    std::panic::catch_unwind(run).inspect_err(|_| {
-        list.relink();
-        if let Set::Generations { suspects, .. } = set {
-            suspects.relink();
-        }
-    })
+    std::panic::catch_unwind(run).inspect_err(|_| list.relink())
 }
 
-/// The passes of a full collection, run on what the suspects reach.
+/// The passes of a collection of generations `0..=max_gen`, run on what
+/// their suspects reach.
 ///
 /// Garbage always contains a suspect and is reachable from one (see
-/// `dirty`), so a full collection needs to examine only the objects the
-/// suspects reach. Those join the set as the search finds them: each is
-/// unlinked from its list, set up, and traced in turn, its edges subtracted
-/// as for [`Set::Generations`]. Whatever the search does not reach stays in
-/// its list untouched; references from it are outside references. On a heap
-/// whose long-lived part lost no reference, a full collection then costs
-/// what the young garbage costs, not what the heap holds.
+/// `dirty`), so a collection needs to examine only the objects the suspects
+/// reach within its generations. Those join the set as the search finds
+/// them: each is unlinked from its list, set up, and traced in turn, an edge
+/// to an object already set up subtracted, and an edge to one in the
+/// generations not yet met making it join. Whatever the search does not reach
+/// stays in its list untouched; references from it, as from older
+/// generations, are outside references. A collection thus costs what its
+/// garbage and the objects it points to cost, not what the generations hold:
+/// the young objects still in use at a young collection, or the whole heap at
+/// a full one.
 ///
 /// Each suspect is taken with everything it reaches before the next one, so
 /// objects allocated together (a pair whose handle was dropped) sit together
@@ -293,23 +271,24 @@ pub(crate) unsafe fn detect(
 /// memory where the walk of a list runs ahead of it (on a ring of a million
 /// nodes it costs about 5 ns per object more), so a search that reaches a
 /// large structure is better done the plain way. It then merges the clean
-/// lists of generations 0 to 2 into generation 2's, and the suspects not yet
-/// taken into generation 2's suspects, and takes in the rest by walking both,
-/// as [`detect`] does.
+/// lists of the generations into `max_gen`'s, and the suspects not yet taken
+/// into `max_gen`'s suspects, and takes in the rest by walking both
+/// ([`update_and_subtract`]).
 ///
-/// Returns the examined objects, and whether the lists of generation 2 were
+/// Returns the examined objects, and whether the lists of `max_gen` were
 /// merged and walked (the caller must then `forget_all` both before
-/// [`partition`]); otherwise every examined object is already in no list.
-/// Objects of generations 0 and 1 that were not examined are still in their
-/// lists, with their own generation numbers. If a `Trace` impl panics,
-/// every object is filed back where its flags say (the merged ones as
-/// generation 2) before the panic is returned.
+/// [`partition`]); otherwise every examined object is already in no list,
+/// and the objects not examined are still in their lists, with their own
+/// generation numbers. If a `Trace` impl panics, every object is filed back
+/// where its flags say (the merged ones as `max_gen`) before the panic is
+/// returned.
 ///
 /// # Safety
 ///
 /// - The lists of `st` must be well formed, and no detection may be running.
 pub(crate) unsafe fn search_from_suspects(
     st: &State,
+    max_gen: usize,
     limit: usize,
     spare: Option<Nodes>,
     arena: &Bump,
@@ -318,16 +297,17 @@ pub(crate) unsafe fn search_from_suspects(
     // `nodes[..unlinked]` are in no list; the rest, in the merged lists.
     let mut unlinked = 0;
     let mut merged = false;
-    let (whole, rest) = (st.clean(2), st.suspects(2));
+    let (whole, rest) = (st.clean(max_gen), st.suspects(max_gen));
     let run = core::panic::AssertUnwindSafe(|| {
         let mut outside = Outside::default();
         let mut traced = 0;
         let mut grow = Grow {
             st,
+            max_gen,
             nodes: &mut nodes,
             sub: Subtract(&mut outside),
         };
-        'seeds: for g in 0..=2 {
+        'seeds: for g in 0..=max_gen {
             let suspects = st.suspects(g);
             while let Some(seed) = suspects.first() {
                 // SAFETY: a suspect is linked in its list with real links,
@@ -361,13 +341,13 @@ pub(crate) unsafe fn search_from_suspects(
         }
         if traced < nodes.len() {
             merged = true;
-            for g in 0..2 {
+            for g in 0..max_gen {
                 whole.append_all(st.clean(g));
                 rest.append_all(st.suspects(g));
             }
             nodes.reserve_total(unlinked + whole.len() + rest.len());
             let mut lazy = SubtractLazily {
-                max_gen: 2,
+                max_gen,
                 sub: Subtract(&mut outside),
             };
             for i in traced..unlinked {
@@ -377,7 +357,7 @@ pub(crate) unsafe fn search_from_suspects(
             // SAFETY: the two lists now hold every linked object of
             // generations 0 to 2 that is not in `nodes`, and those in `nodes`
             // are set up.
-            unsafe { update_and_subtract(whole, Some(rest), 2, &mut nodes, &mut outside) };
+            unsafe { update_and_subtract(whole, Some(rest), max_gen, &mut nodes, &mut outside) };
         }
         if outside.0 > 0 {
             // SAFETY: every examined object is set up and its edges
@@ -391,7 +371,7 @@ pub(crate) unsafe fn search_from_suspects(
             if merged {
                 for list in [whole, rest] {
                     list.relink();
-                    list.each_header(|h| h.set_generation(2));
+                    list.each_header(|h| h.set_generation(max_gen));
                 }
             }
             for &node in &nodes[..unlinked] {
@@ -409,7 +389,7 @@ pub(crate) unsafe fn search_from_suspects(
 }
 
 /// `update_refs` and `subtract_refs` in one walk, for a set that an object's
-/// own header can tell it belongs to ([`Set::Generations`]).
+/// own header can tell it belongs to (the generations up to `max_gen`).
 ///
 /// The two passes are separate in CPython because subtracting an edge needs
 /// the target's `gc_refs` to be set up already, and the target may come later
@@ -524,6 +504,7 @@ impl Visit for SubtractLazily<'_> {
 /// it meets is taken at once, out of its list.
 struct Grow<'a, 'b> {
     st: &'a State,
+    max_gen: usize,
     nodes: &'a mut Nodes,
     sub: Subtract<'b>,
 }
@@ -531,7 +512,7 @@ struct Grow<'a, 'b> {
 impl Visit for Grow<'_, '_> {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
-        let Some(header) = meet(&mut self.sub, links, 2) else {
+        let Some(header) = meet(&mut self.sub, links, self.max_gen) else {
             return;
         };
         // SAFETY: alive (see `meet`); linked and not set up, so it is in the
@@ -570,7 +551,7 @@ impl Visit for Grow<'_, '_> {
 ///
 /// # Safety
 ///
-/// - `detect` or `search_from_suspects` must have succeeded and returned
+/// - `detect_garbage` or `search_from_suspects` must have succeeded and returned
 ///   `nodes`; no user code may have run since.
 /// - No examined object may be in a list any more: the list they were
 ///   examined in was emptied with `forget_all`, or they were unlinked.
