@@ -94,7 +94,7 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         record_promotion(st, gen, st.gen_len(old_gen), promoted);
         0
     } else {
-        let spare = st.spare_nodes.take();
+        let spare = spare_nodes(st, gen);
         let limit = (0..=gen).map(|g| st.gen_len(g)).sum::<usize>() / FOCUS;
         // SAFETY: the lists are well formed and no other detection is
         // running (`collecting` was clear).
@@ -199,6 +199,14 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
 /// one gives up sooner on large structures, a smaller one pays more per
 /// object before giving up.
 const FOCUS: usize = 64;
+
+/// The array of the last collection, for this one. A full collection lets it
+/// go if the heap has shrunk far below it (see `nodes`).
+fn spare_nodes(st: &State, gen: usize) -> Option<Nodes> {
+    let spare = st.spare_nodes.take()?;
+    let objects = || (0..=PERMANENT).map(|g| st.gen_len(g)).sum();
+    (gen < 2 || spare.worth_keeping(objects())).then_some(spare)
+}
 
 /// The long-lived rule's bookkeeping: what a collection of `gen` promoted
 /// (`survivors`), and generation 2's size after a full one (`old_len`).

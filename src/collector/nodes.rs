@@ -15,13 +15,22 @@
 //! first merges its cached small blocks, which on young collections (whose
 //! garbage just filled that cache) cost 43 instructions per young object.
 //!
-//! The heap keeps the last array, whatever its size, while collections keep
-//! needing at least a quarter of it: a program that collects a large heap
-//! again and again (a big structure built and dropped in a loop) maps,
-//! zero-fills and unmaps 8 MB per million objects only once. The first
-//! collection that needs less than a quarter of it, typically the next young
-//! collection, frees it, so a large array outlives the large collections by
-//! at most one collection.
+//! The heap keeps the last array, whatever its size, from one collection to
+//! the next: a program that collects a large heap again and again (a big
+//! structure built and dropped in a loop, with young collections in between)
+//! maps, zero-fills and unmaps 8 MB per million objects only once. A full
+//! collection lets it go when the heap holds fewer tracked objects than a
+//! sixteenth of its slots. The margin is wide because the automatic full
+//! collections of a structure being rebuilt see the heap long before it has
+//! grown back (the first comes after some 70,000 allocations with the
+//! default thresholds); letting the array go there would map and zero it
+//! again at every rebuild, 3 ns per object on a million-node ring.
+//!
+//! A collection cannot tell in advance how many objects its search will take
+//! in. It starts with the kept array, or a small one, and doubles it when
+//! full; once the search stops being selective it knows the rest, and grows
+//! the array to fit in one step. (A mapped array is populated when it is
+//! mapped, so reserving more than is needed costs the zeroing of it.)
 
 use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
@@ -61,25 +70,8 @@ impl Nodes {
         }
     }
 
-    /// An empty array with room for `cap` nodes: `spare` if it has the room
-    /// and is not more than four times too large (a small one always is
-    /// right), otherwise a new one. Small arrays get [`SMALL`] slots, so that
-    /// one kept array serves every young collection.
-    pub(crate) fn reuse(spare: Option<Nodes>, cap: usize) -> Self {
-        match spare {
-            Some(mut spare) if spare.cap >= cap && (spare.cap <= SMALL || cap >= spare.cap / 4) => {
-                spare.len = 0;
-                spare
-            }
-            _ => Nodes::with_capacity(cap.max(SMALL)),
-        }
-    }
-
-    /// `spare` emptied, whatever its size, or a new small array: for a
-    /// collection that cannot tell in advance how many objects it will
-    /// examine. A large spare is kept for it rather than freed, since the
-    /// collection may grow to need it; the next [`reuse`](Self::reuse) that
-    /// needs less than a quarter of it frees it.
+    /// `spare` emptied, or a new small array, for a collection that cannot
+    /// tell in advance how many objects it will hold.
     pub(crate) fn recycle(spare: Option<Nodes>) -> Self {
         match spare {
             Some(mut spare) => {
@@ -95,6 +87,13 @@ impl Nodes {
         if cap > self.cap {
             self.grow_to(cap);
         }
+    }
+
+    /// Whether a heap of `objects` tracked objects should keep this array for
+    /// the next collection: a small one always; a large one while the heap
+    /// could still fill a sixteenth of it.
+    pub(crate) fn worth_keeping(&self, objects: usize) -> bool {
+        self.cap <= SMALL || objects >= self.cap / 16
     }
 
     #[inline]
@@ -279,24 +278,27 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_array_serves_until_it_is_four_times_too_large() {
-        let big = SMALL * 8;
+    fn a_large_array_is_kept_while_the_heap_could_fill_a_sixteenth_of_it() {
+        let big = SMALL * 32;
         let mut a = Nodes::with_capacity(big);
         a.push(node(1));
+        assert!(a.worth_keeping(big / 16));
+        assert!(!a.worth_keeping(big / 16 - 1));
         let p = a.ptr;
-        let a = Nodes::reuse(Some(a), big / 4);
-        assert_eq!((a.ptr, a.len), (p, 0), "a quarter of it: reused, emptied");
-        let b = Nodes::reuse(Some(a), big / 4 - 1);
-        assert_eq!(b.cap, (big / 4 - 1).max(SMALL), "less: a fitting one");
-        let small = Nodes::with_capacity(SMALL);
-        let p = small.ptr;
-        assert_eq!(
-            Nodes::reuse(Some(small), 1).ptr,
-            p,
-            "a small one is always kept"
-        );
-        let c = Nodes::reuse(Some(b), big);
-        assert!(c.cap >= big, "more: a larger one");
+        let a = Nodes::recycle(Some(a));
+        assert_eq!((a.ptr, a.len), (p, 0), "recycled: the same array, emptied");
+        assert!(Nodes::recycle(None).worth_keeping(0), "a small one always");
+    }
+
+    #[test]
+    fn reserving_grows_in_one_step_and_keeps_the_contents() {
+        let mut a = Nodes::recycle(None);
+        assert_eq!(a.cap, SMALL);
+        a.push(node(7));
+        a.reserve_total(SMALL * 3);
+        assert_eq!((a.cap, &a[..]), (SMALL * 3, &[node(7)][..]));
+        a.reserve_total(SMALL);
+        assert_eq!(a.cap, SMALL * 3, "never shrinks");
     }
 
     #[test]

@@ -91,7 +91,8 @@ unsafe fn update_refs(
 ) -> Nodes {
     // The objects a detection examines, in list order, so that the later
     // passes need not chase links (see `walk`).
-    let mut nodes = Nodes::reuse(spare, list.len());
+    let mut nodes = Nodes::recycle(spare);
+    nodes.reserve_total(list.len());
     let end = list.sentinel();
     let mut cur = list.first();
     while let Some(node) = cur.filter(|n| *n != end) {
