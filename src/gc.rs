@@ -507,7 +507,11 @@ impl<T: Trace + 'static> Drop for Gc<T> {
         let hdr = self.header();
         if !hdr.dec_strong(self.ptr) {
             if TypeInfo::<T>::TRACKED && !hdr.has(DIRTY) {
-                // SAFETY: a live tracked object that is not dirty yet.
+                // SAFETY: a live tracked object that is not dirty yet. No
+                // detection is examining it: the collector drops no handle
+                // while it searches, and `Trace` rule 3 forbids user code
+                // to (garbage, which user code may release later, is
+                // already dirty).
                 unsafe { dirty::mark(self.ptr) };
             }
         } else {

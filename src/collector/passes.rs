@@ -27,7 +27,7 @@ use bumpalo::collections::Vec as BumpVec;
 use bumpalo::Bump;
 
 use super::list::List;
-use super::nodes::Nodes;
+use super::nodes::{Nodes, SMALL};
 use super::walk;
 use super::State;
 use crate::header::{Header, Links, DIRTY};
@@ -83,16 +83,10 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 /// # Safety
 ///
 /// - `list` must be a well-formed list of live tracked objects.
-unsafe fn update_refs(
-    list: &List,
-    hold: usize,
-    spare: Option<Nodes>,
-    outside: &mut Outside,
-) -> Nodes {
+unsafe fn update_refs(list: &List, hold: usize, outside: &mut Outside) -> Nodes {
     // The objects a detection examines, in list order, so that the later
     // passes need not chase links (see `walk`).
-    let mut nodes = Nodes::recycle(spare);
-    nodes.reserve_total(list.len());
+    let mut nodes = Nodes::with_capacity(list.len().max(SMALL));
     let end = list.sentinel();
     let mut cur = list.first();
     while let Some(node) = cur.filter(|n| *n != end) {
@@ -237,7 +231,7 @@ pub(crate) unsafe fn detect_garbage(
         // previous pass.
         unsafe {
             let mut outside = Outside::default();
-            let nodes = update_refs(list, 1, None, &mut outside);
+            let nodes = update_refs(list, 1, &mut outside);
             subtract_refs(&nodes, &mut outside);
             if outside.0 > 0 {
                 mark(&nodes, arena);
@@ -356,8 +350,8 @@ pub(crate) unsafe fn search_from_suspects(
                 unsafe { trace(nodes[i], &mut lazy) };
             }
             // SAFETY: the two lists now hold every linked object of
-            // generations 0 to 2 that is not in `nodes`, and those in `nodes`
-            // are set up.
+            // generations 0 to `max_gen` that is not in `nodes`, and those in
+            // `nodes` are set up.
             unsafe { update_and_subtract(whole, Some(rest), max_gen, &mut nodes, &mut outside) };
         }
         if outside.0 > 0 {
