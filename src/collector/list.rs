@@ -140,9 +140,9 @@ impl List {
     pub(crate) fn each_header(&self, mut f: impl FnMut(&Header)) {
         let mut cur = self.first();
         while let Some(node) = cur {
-            // SAFETY: linked nodes are live tracked objects, walked with real
-            // links (callers never walk a list whose `prev` words are
-            // scratch); `f` does not unlink, so `next_of` stays valid.
+            // SAFETY: linked nodes are live tracked objects, and the `next`
+            // chain of a list is always real (only `prev` ever holds a
+            // scratch word); `f` does not unlink, so `next_of` stays valid.
             unsafe {
                 f(Header::from_links(node).as_ref());
                 cur = self.next_of(node);

@@ -6,7 +6,7 @@
 //! - [`trigger`]: when automatic collections run (thresholds, long-lived rule).
 //! - [`trashcan`]: stack-safe destruction of long chains.
 //! - [`dirty`]: the suspects, which let collections that cannot find garbage
-//!   skip the search, and full ones search only what the suspects reach.
+//!   skip the search, and the others search only what the suspects reach.
 //! - [`nodes`]: the array of examined objects.
 //! - [`walk`]: visiting the examined objects without waiting on memory.
 
@@ -51,7 +51,7 @@ pub(crate) struct State {
     /// its list without a branch: list `g` holds the clean objects of
     /// generation `g` (0, 1, 2, and 3 for the frozen ones), list `4 + g` its
     /// suspects, the objects marked `DIRTY` (see [`dirty`]). Keeping the
-    /// suspects apart lets a full collection start from them alone.
+    /// suspects apart lets a collection start from them alone.
     lists: [List; 8],
     /// Scratch list: the garbage of the collection in progress.
     pub(crate) unreachable: List,
