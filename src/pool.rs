@@ -30,9 +30,9 @@
 //! amortise its header.
 //!
 //! **Pools.** A pool is 4 KiB, one page, and serves a single class. Its header
-//! (48 bytes) sits at its start and holds the pool's free list, a bump offset
-//! into the part of the pool never handed out yet, and the count of blocks in
-//! use. Because pools are 4 KiB-aligned, the header of the pool a block belongs
+//! (64 bytes) sits at its start and holds the pool's free list, a bump offset
+//! into the part of the pool never handed out yet, the count of blocks in
+//! use, and the pool's tag (below). Because pools are 4 KiB-aligned, the header of the pool a block belongs
 //! to is found by clearing the low 12 bits of the block's address: `dealloc`
 //! needs no lookup, no per-block header, and no search.
 //!
@@ -52,6 +52,16 @@
 //!   (CPython's `usedpools`), doubly linked through the pool headers. A pool is
 //!   *used* (in `used[c]`), *full* (in no list) or *empty* (in its arena's
 //!   list of free pools, class forgotten until reused).
+//!
+//!   Beyond CPython's design, [`TAGGED_LISTS`] more `used` lists each serve
+//!   one *tag*, an address the caller chooses, with one class: every block of
+//!   such a pool was allocated with that tag, which the pool header records,
+//!   so [`tag_of`] reads it back from any block by masking. `header.rs` tags
+//!   the blocks of tracked objects with their type's vtable, which then need
+//!   not be stored in each object. A tag gets a list on first use, by linear
+//!   probing from a hash of its address, and keeps it for the life of the
+//!   thread; once all are taken, [`alloc_tagged`] says no and the caller
+//!   falls back to an untagged block.
 //! - Per arena, a singly linked list of its empty pools, plus an index of the
 //!   first pool never carved out.
 //! - `usable`: the arenas that have at least one free pool, doubly linked and
@@ -134,9 +144,11 @@
 //! 1. Every pool header and every arena header reachable from the state (the
 //!    lists, a block's masked address) is initialised, and lies in an
 //!    arena allocated by this thread's heap that has not been freed.
-//! 2. A pool in `used[c]` has class `c` and a non-empty free list, and at
-//!    least one block in use, except that the only pool of `used[c]` may have
-//!    none (a kept pool, which its arena counts as in use). A full pool is in
+//! 2. A pool in `used[l]` has `list` `l`, the class of `l` (`l` itself for
+//!    `l < CLASSES`, `tag_classes[l - CLASSES]` above), the tag of `l` (null
+//!    for `l < CLASSES`, `tags[l - CLASSES]` above), a non-empty free list,
+//!    and at least one block in use, except that the only pool of `used[l]`
+//!    may have none (a kept pool, which its arena counts as in use). A full pool is in
 //!    no list. Any other empty pool (count 0) is in its arena's free-pool
 //!    list.
 //! 3. A free list links free blocks of its own pool by their first word; the
@@ -205,6 +217,10 @@ const GRANULE_SHIFT: u32 = GRANULE.trailing_zeros();
 /// The largest request served from pools.
 pub const SMALL_REQUEST_THRESHOLD: usize = 512;
 const CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRANULE;
+/// Lists of pools reserved for one tag each (see [`alloc_tagged`]).
+pub const TAGGED_LISTS: usize = 64;
+/// `used` lists: one per class, then one per tag.
+const LISTS: usize = CLASSES + TAGGED_LISTS;
 /// Size and alignment of a pool.
 pub const POOL_SIZE: usize = 4 * 1024;
 /// Size of an arena, one allocation from the global allocator.
@@ -256,17 +272,22 @@ struct Pool {
     count: Cell<u32>,
     /// Size class, or [`NO_CLASS`].
     class: Cell<u32>,
+    /// The `used` list the pool belongs to while it is not empty: its class
+    /// for an untagged pool, `CLASSES + slot` for a tagged one.
+    list: Cell<u32>,
     /// Offset of the first never-used block.
     next_offset: Cell<u32>,
     /// The largest `next_offset` at which a whole block still fits.
     max_next_offset: Cell<u32>,
     /// Head of the free list; null when the pool is full.
     free: Cell<*mut u8>,
-    /// `used[class]` links when used; the arena's free-pool list when empty.
+    /// `used[list]` links when used; the arena's free-pool list when empty.
     next: Cell<*mut Pool>,
     prev: Cell<*mut Pool>,
     /// The arena this pool belongs to.
     arena: Cell<*mut Arena>,
+    /// The tag every block of the pool was allocated with, or null.
+    tag: Cell<*const ()>,
 }
 
 /// The header of an arena, in its first pool, after that pool's header.
@@ -287,7 +308,13 @@ struct Arena {
 
 /// One thread's allocator state. No destructor.
 struct Heap {
-    used: [Cell<*mut Pool>; CLASSES],
+    used: [Cell<*mut Pool>; LISTS],
+    /// The tag of each tagged list, null while the slot is free. A slot is
+    /// claimed by the first tag that hashes to it (or, probing linearly,
+    /// after it) and keeps it for the life of the thread.
+    tags: [Cell<*const ()>; TAGGED_LISTS],
+    /// The class of each tagged list's blocks.
+    tag_classes: [Cell<u32>; TAGGED_LISTS],
     usable: Cell<*mut Arena>,
     last_with: [Cell<*mut Arena>; POOLS_PER_ARENA + 1],
     /// Empty arenas kept in `usable` (invariant 5).
@@ -345,9 +372,58 @@ pub(crate) const fn block_size_for(layout: Layout) -> usize {
 #[inline]
 pub(crate) fn alloc(layout: Layout) -> NonNull<u8> {
     match class_of(layout) {
-        Some(class) => HEAP.with(|heap| heap.alloc_small(class)),
+        Some(class) => heap().alloc_small(class, class),
         None => system_alloc(layout),
     }
+}
+
+/// Memory for `layout` from a pool that holds only blocks allocated with
+/// `tag`, so that [`tag_of`] can tell the tag from any of its blocks. `None`
+/// when `layout` is not served from pools, or when this thread already has
+/// [`TAGGED_LISTS`] other (tag, class) pairs; the caller then uses [`alloc`].
+/// Free the block with [`dealloc`], like any other.
+///
+/// This is how an object can leave out a word that would be the same in all
+/// objects of its kind (the "big bag of pages" of Lisp systems): the word is
+/// stored once per pool, and found by masking the address.
+#[inline]
+pub(crate) fn alloc_tagged(layout: Layout, tag: NonNull<()>) -> Option<NonNull<u8>> {
+    let class = class_of(layout)?;
+    let heap = heap();
+    let list = heap.tagged_list(tag.as_ptr(), class)?;
+    Some(heap.alloc_small(list, class))
+}
+
+/// This thread's heap.
+///
+/// `HEAP.with` hands the heap to a closure; the fast paths take the
+/// reference out instead, so that the closure's instantiation is trivially
+/// inlined. (With the whole fast path inside it, the benchmarks' larger
+/// binary kept `LocalKey::with` out of line: 38 instructions per object on
+/// top.)
+#[inline(always)]
+fn heap<'a>() -> &'a Heap {
+    let heap = HEAP.with(ptr::from_ref);
+    // SAFETY: `HEAP` has a `const` initialiser and no destructor (checked at
+    // compile time: `Heap` does not need drop), so its storage is valid,
+    // and `with` never fails, for the whole life of the thread; the
+    // reference is used only on this thread, as `Heap` is not `Sync`, and
+    // only within the calling function.
+    unsafe { &*heap }
+}
+
+/// The tag `block` was allocated with.
+///
+/// # Safety
+///
+/// - `block` must have been returned by [`alloc_tagged`], on this thread, and
+///   not be freed yet; it must carry the provenance `alloc_tagged` gave it.
+#[inline(always)]
+pub(crate) unsafe fn tag_of(block: NonNull<u8>) -> *const () {
+    // SAFETY: a block in use lies in a live pool (invariant 1), whose tag was
+    // set when the pool was given to the block's tagged list and is kept
+    // until the pool is empty.
+    unsafe { pool_of(block).as_ref() }.tag.get()
 }
 
 /// Frees memory from [`alloc`].
@@ -385,20 +461,19 @@ pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout) {
     let count = p.count.get() - 1;
     p.count.set(count);
     if last.is_null() || count == 0 {
-        // A pool that was not full is in `used[class]`; with no neighbour
+        // A pool that was not full is in its `used` list; with no neighbour
         // it is the only one there. It stays, empty, for the next
         // allocation of its class (invariant 2), which then needs no slow
         // path: a thread that makes and drops one object at a time never
         // leaves the fast paths.
         let sole = !last.is_null() && p.prev.get().is_null() && p.next.get().is_null();
-        HEAP.with(|heap| {
-            if sole && heap.may_keep() {
-                return;
-            }
-            // SAFETY: `pool` is a live pool of this thread whose block was
-            // just freed; `last.is_null()` says whether it was full.
-            unsafe { heap.pool_freed(pool, last.is_null()) }
-        });
+        let heap = heap();
+        if sole && heap.may_keep() {
+            return;
+        }
+        // SAFETY: `pool` is a live pool of this thread whose block was just
+        // freed; `last.is_null()` says whether it was full.
+        unsafe { heap.pool_freed(pool, last.is_null()) }
     }
 }
 
@@ -469,7 +544,9 @@ unsafe fn r<'a, T>(p: *mut T) -> &'a T {
 impl Heap {
     const fn new() -> Heap {
         Heap {
-            used: [const { Cell::new(ptr::null_mut()) }; CLASSES],
+            used: [const { Cell::new(ptr::null_mut()) }; LISTS],
+            tags: [const { Cell::new(ptr::null()) }; TAGGED_LISTS],
+            tag_classes: [const { Cell::new(NO_CLASS) }; TAGGED_LISTS],
             usable: Cell::new(ptr::null_mut()),
             last_with: [const { Cell::new(ptr::null_mut()) }; POOLS_PER_ARENA + 1],
             empty: Cell::new(0),
@@ -480,10 +557,56 @@ impl Heap {
         }
     }
 
+    /// The tagged list of `(tag, class)`, claiming a free slot for it if it
+    /// has none yet. Linear probing from the tag's hash; slots are never
+    /// given up, so a search may stop at the first free one.
     #[inline(always)]
-    fn alloc_small(&self, class: usize) -> NonNull<u8> {
-        let Some(pool) = NonNull::new(self.used[class].get()) else {
-            return self.alloc_from_new_pool(class);
+    fn tagged_list(&self, tag: *const (), class: usize) -> Option<usize> {
+        // Fibonacci hashing of the address: tags are static data, often a
+        // few bytes apart, so the multiply spreads their middle bits.
+        const SHIFT: u32 = 64 - TAGGED_LISTS.trailing_zeros();
+        const _: () = assert!(TAGGED_LISTS.is_power_of_two());
+        let start = ((tag.addr() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> SHIFT) as usize;
+        let mut slot = start;
+        loop {
+            let key = self.tags[slot].get();
+            if key == tag {
+                if self.tag_classes[slot].get() as usize == class {
+                    return Some(CLASSES + slot);
+                }
+            } else if key.is_null() {
+                return Some(self.claim(slot, tag, class));
+            }
+            slot = (slot + 1) % TAGGED_LISTS;
+            if slot == start {
+                return None;
+            }
+        }
+    }
+
+    /// Gives the free slot `slot` to `(tag, class)`; returns its list.
+    #[cold]
+    #[inline(never)]
+    fn claim(&self, slot: usize, tag: *const (), class: usize) -> usize {
+        self.tags[slot].set(tag);
+        self.tag_classes[slot].set(class as u32);
+        CLASSES + slot
+    }
+
+    /// The tag of the pools of `list`: null for a class's own list.
+    #[inline(always)]
+    fn tag_of_list(&self, list: usize) -> *const () {
+        match list.checked_sub(CLASSES) {
+            Some(slot) => self.tags[slot].get(),
+            None => ptr::null(),
+        }
+    }
+
+    /// A block of `class` from `used[list]`, whose pools all have that class.
+    #[inline(always)]
+    fn alloc_small(&self, list: usize, class: usize) -> NonNull<u8> {
+        let Some(pool) = NonNull::new(self.used[list].get()) else {
+            return self.alloc_from_new_pool(list, class);
         };
         // SAFETY: pools in `used` lists are live (invariant 1).
         let p = unsafe { pool.as_ref() };
@@ -495,22 +618,23 @@ impl Heap {
         let next = unsafe { block.cast::<*mut u8>().read() };
         p.free.set(next);
         if next.is_null() {
-            // SAFETY: `pool` is a used pool of class `class` whose free list
-            // just ran out.
-            unsafe { self.extend(pool, class) };
+            // SAFETY: `pool` is a used pool of `used[list]`, of class
+            // `class`, whose free list just ran out.
+            unsafe { self.extend(pool, list, class) };
         }
         // SAFETY: non-null, by invariant 2.
         unsafe { NonNull::new_unchecked(block) }
     }
 
     /// Refills the empty free list of a used pool with its next never-used
-    /// block, or unlinks the pool from `used[class]` if there is none.
+    /// block, or unlinks the pool from `used[list]` if there is none.
     ///
     /// # Safety
     ///
-    /// - `pool` must be live, in `used[class]`, with an empty free list.
+    /// - `pool` must be live, of class `class`, in `used[list]`, with an
+    ///   empty free list.
     #[inline(always)]
-    unsafe fn extend(&self, pool: NonNull<Pool>, class: usize) {
+    unsafe fn extend(&self, pool: NonNull<Pool>, list: usize, class: usize) {
         // SAFETY: live, by the caller's promise.
         let p = unsafe { pool.as_ref() };
         let offset = p.next_offset.get();
@@ -525,14 +649,15 @@ impl Heap {
             p.next_offset.set(offset + block_size(class) as u32);
         } else {
             // SAFETY: forwarded.
-            unsafe { self.unlink_used(pool, class) };
+            unsafe { self.unlink_used(pool, list) };
         }
     }
 
-    /// The slow path of `alloc_small`: no pool of `class` has a free block.
+    /// The slow path of `alloc_small`: no pool of `used[list]` has a free
+    /// block.
     #[cold]
     #[inline(never)]
-    fn alloc_from_new_pool(&self, class: usize) -> NonNull<u8> {
+    fn alloc_from_new_pool(&self, list: usize, class: usize) -> NonNull<u8> {
         let mut arena = self.usable.get();
         if arena.is_null() {
             arena = self.new_arena().as_ptr();
@@ -578,12 +703,14 @@ impl Heap {
                     pool.write(Pool {
                         count: Cell::new(0),
                         class: Cell::new(NO_CLASS),
+                        list: Cell::new(NO_CLASS),
                         next_offset: Cell::new(0),
                         max_next_offset: Cell::new(0),
                         free: Cell::new(ptr::null_mut()),
                         next: Cell::new(ptr::null_mut()),
                         prev: Cell::new(ptr::null_mut()),
                         arena: Cell::new(arena),
+                        tag: Cell::new(ptr::null()),
                     });
                     pool
                 }
@@ -606,10 +733,12 @@ impl Heap {
 
         // SAFETY: just taken from the arena, initialised.
         let p = unsafe { pool.as_ref() };
-        debug_assert!(self.used[class].get().is_null());
+        debug_assert!(self.used[list].get().is_null());
         p.next.set(ptr::null_mut());
         p.prev.set(ptr::null_mut());
-        self.used[class].set(pool.as_ptr());
+        self.used[list].set(pool.as_ptr());
+        p.list.set(list as u32);
+        p.tag.set(self.tag_of_list(list));
         p.count.set(1);
         if p.class.get() as usize == class {
             // Last used for the same class: its free list and bump offset
@@ -621,8 +750,8 @@ impl Heap {
             let next = unsafe { block.cast::<*mut u8>().read() };
             p.free.set(next);
             if next.is_null() {
-                // SAFETY: in `used[class]`, free list empty.
-                unsafe { self.extend(pool, class) };
+                // SAFETY: in `used[list]`, of class `class`, free list empty.
+                unsafe { self.extend(pool, list, class) };
             }
             // SAFETY: checked above.
             return unsafe { NonNull::new_unchecked(block) };
@@ -673,16 +802,16 @@ impl Heap {
 
     /// # Safety
     ///
-    /// - `pool` must be live and in `used[class]`.
+    /// - `pool` must be live and in `used[list]`.
     #[inline]
-    unsafe fn unlink_used(&self, pool: NonNull<Pool>, class: usize) {
+    unsafe fn unlink_used(&self, pool: NonNull<Pool>, list: usize) {
         // SAFETY: live, by the caller's promise, and so are its neighbours in
         // the list (invariant 1).
         unsafe {
             let p = pool.as_ref();
             let (next, prev) = (p.next.get(), p.prev.get());
             if prev.is_null() {
-                self.used[class].set(next);
+                self.used[list].set(next);
             } else {
                 r(prev).next.set(next);
             }
@@ -710,25 +839,25 @@ impl Heap {
             // corrupt both heaps; `Gc: !Send` rules this out.
             std::process::abort();
         }
-        let class = p.class.get() as usize;
+        let list = p.list.get() as usize;
         if p.count.get() != 0 {
             debug_assert!(was_full);
-            // SAFETY: the pools of `used[class]` belong to this heap.
-            unsafe { self.release_kept_pool(class) };
+            // SAFETY: the pools of `used[list]` belong to this heap.
+            unsafe { self.release_kept_pool(list) };
             // Used again: first in line for the next allocation.
-            let head = self.used[class].get();
+            let head = self.used[list].get();
             p.next.set(head);
             p.prev.set(ptr::null_mut());
             if !head.is_null() {
                 // SAFETY: live (invariant 1).
                 unsafe { r(head) }.prev.set(pool.as_ptr());
             }
-            self.used[class].set(pool.as_ptr());
+            self.used[list].set(pool.as_ptr());
             return;
         }
         if !was_full {
             // SAFETY: a pool that was neither full nor empty is in `used`.
-            unsafe { self.unlink_used(pool, class) };
+            unsafe { self.unlink_used(pool, list) };
         }
         // SAFETY: the pool is empty and in no list now; its arena is live.
         unsafe { self.pool_emptied(pool, NonNull::new_unchecked(arena)) };
@@ -839,14 +968,14 @@ impl Heap {
         true
     }
 
-    /// If `used[class]` holds a kept empty pool (invariant 2), gives it back
+    /// If `used[list]` holds a kept empty pool (invariant 2), gives it back
     /// to its arena.
     ///
     /// # Safety
     ///
-    /// - The pools of `used[class]` must belong to this heap.
-    unsafe fn release_kept_pool(&self, class: usize) {
-        let Some(pool) = NonNull::new(self.used[class].get()) else {
+    /// - The pools of `used[list]` must belong to this heap.
+    unsafe fn release_kept_pool(&self, list: usize) {
+        let Some(pool) = NonNull::new(self.used[list].get()) else {
             return;
         };
         // SAFETY: live (invariant 1).
@@ -855,7 +984,7 @@ impl Heap {
             return;
         }
         debug_assert!(p.next.get().is_null());
-        self.used[class].set(ptr::null_mut());
+        self.used[list].set(ptr::null_mut());
         // SAFETY: an empty pool, now in no list; its arena is live and this
         // heap's, by the caller's promise.
         unsafe { self.pool_emptied(pool, NonNull::new_unchecked(p.arena.get())) };
@@ -863,9 +992,9 @@ impl Heap {
 
     /// Gives back every kept pool, then frees every empty arena.
     fn trim(&self) {
-        for class in 0..CLASSES {
+        for list in 0..LISTS {
             // SAFETY: this heap's own lists.
-            unsafe { self.release_kept_pool(class) };
+            unsafe { self.release_kept_pool(list) };
         }
         while self.free_kept_arena() {}
         debug_assert_eq!(self.empty.get(), 0);
@@ -1049,14 +1178,20 @@ mod tests {
     /// Walks this thread's lists and checks invariants 2 to 4.
     fn check_invariants() {
         HEAP.with(|h| {
-            for (class, head) in h.used.iter().enumerate() {
+            for (list, head) in h.used.iter().enumerate() {
+                let (class, tag) = match list.checked_sub(CLASSES) {
+                    None => (list, ptr::null()),
+                    Some(slot) => (h.tag_classes[slot].get() as usize, h.tags[slot].get()),
+                };
                 let mut prev: *mut Pool = ptr::null_mut();
                 let mut pool = head.get();
                 while !pool.is_null() {
                     // SAFETY: pools in the lists are live.
                     let p = unsafe { r(pool) };
+                    assert_eq!(p.list.get() as usize, list);
                     assert_eq!(p.class.get() as usize, class);
-                    // Only the sole pool of a class may be kept empty.
+                    assert_eq!(p.tag.get(), tag);
+                    // Only the sole pool of a list may be kept empty.
                     assert!(p.count.get() > 0 || (prev.is_null() && p.next.get().is_null()));
                     assert!(!p.free.get().is_null());
                     assert_eq!(p.prev.get(), prev);
@@ -1337,16 +1472,113 @@ mod tests {
         });
     }
 
+    /// Addresses to tag blocks with.
+    static TAGS: [u64; TAGGED_LISTS + 1] = [0; TAGGED_LISTS + 1];
+
+    fn tag(i: usize) -> NonNull<()> {
+        NonNull::from(&TAGS[i]).cast()
+    }
+
+    #[test]
+    fn tagged_blocks_share_pools_only_with_their_tag() {
+        on_a_fresh_heap(|| {
+            let l = layout(56, 8);
+            let groups: Vec<(Option<usize>, Vec<NonNull<u8>>)> = [None, Some(0), Some(1)]
+                .into_iter()
+                .map(|t| {
+                    let blocks = (0..200)
+                        .map(|_| match t {
+                            None => alloc(l),
+                            Some(i) => alloc_tagged(l, tag(i)).expect("a free tagged list"),
+                        })
+                        .collect();
+                    (t, blocks)
+                })
+                .collect();
+            check_invariants();
+            for (t, blocks) in &groups {
+                for &b in blocks {
+                    let want = t.map_or(ptr::null(), |i| tag(i).as_ptr().cast_const());
+                    // SAFETY: a live block from `alloc` or `alloc_tagged`.
+                    assert_eq!(unsafe { tag_of(b) }, want);
+                    for (u, others) in &groups {
+                        if u != t {
+                            assert!(others.iter().all(|&o| pool_of(o) != pool_of(b)));
+                        }
+                    }
+                }
+            }
+            for (_, blocks) in groups {
+                // SAFETY: each block from `alloc`/`alloc_tagged` with `l`.
+                unsafe { free_all(blocks, l) };
+            }
+            check_invariants();
+            assert_eq!(busy_arenas(), 0);
+        });
+    }
+
+    #[test]
+    fn one_tag_with_two_classes_takes_two_lists() {
+        on_a_fresh_heap(|| {
+            let (small, large) = (layout(16, 8), layout(200, 8));
+            let a = alloc_tagged(small, tag(0)).unwrap();
+            let b = alloc_tagged(large, tag(0)).unwrap();
+            assert_ne!(pool_of(a), pool_of(b));
+            check_invariants();
+            // SAFETY: live blocks from `alloc_tagged`.
+            unsafe {
+                assert_eq!(tag_of(a), tag_of(b));
+                dealloc(a, small);
+                dealloc(b, large);
+            }
+            check_invariants();
+        });
+    }
+
+    #[test]
+    fn tagged_lists_run_out_and_the_caller_is_told() {
+        on_a_fresh_heap(|| {
+            let l = layout(24, 8);
+            let blocks: Vec<_> = (0..TAGGED_LISTS)
+                .map(|i| alloc_tagged(l, tag(i)).expect("a free tagged list"))
+                .collect();
+            assert!(alloc_tagged(l, tag(TAGGED_LISTS)).is_none());
+            // Tags that have a list keep it, and lists are never given up.
+            let again = alloc_tagged(l, tag(3)).expect("tag 3 has a list");
+            // SAFETY: blocks from `alloc_tagged` with `l`, freed once.
+            unsafe {
+                dealloc(again, l);
+                free_all(blocks, l);
+            }
+            assert!(alloc_tagged(l, tag(TAGGED_LISTS)).is_none());
+            check_invariants();
+            // Layouts the pools do not serve are never tagged.
+            assert!(alloc_tagged(layout(SMALL_REQUEST_THRESHOLD + 8, 8), tag(0)).is_none());
+            assert!(alloc_tagged(layout(64, 64), tag(0)).is_none());
+        });
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
-        Alloc { size: usize, align: usize },
+        Alloc {
+            size: usize,
+            align: usize,
+        },
+        /// The same sizes, with one of three tags.
+        AllocTagged {
+            size: usize,
+            align: usize,
+            tag: usize,
+        },
         Free(usize),
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             3 => (1usize..=600, 0u32..=5).prop_map(|(size, a)| Op::Alloc { size, align: 1 << a }),
-            2 => any::<usize>().prop_map(Op::Free),
+            2 => (1usize..=600, 0u32..=5, 0usize..3)
+                .prop_map(|(size, a, tag)| Op::AllocTagged { size, align: 1 << a, tag }),
+            3 => any::<usize>().prop_map(Op::Free),
         ]
     }
 
@@ -1375,11 +1607,32 @@ mod tests {
                     assert_eq!(v, pattern(seq, i), "block {seq} byte {i}");
                 }
             };
+            // block -> its tag, for the tagged ones
+            let mut tags: BTreeMap<usize, NonNull<()>> = BTreeMap::new();
             for (seq, op) in ops.into_iter().enumerate() {
+                let tagged = match op {
+                    Op::AllocTagged { size, align, tag: t } => Some((size, align, tag(t))),
+                    _ => None,
+                };
                 match op {
-                    Op::Alloc { size, align } => {
+                    Op::Alloc { size, align } | Op::AllocTagged { size, align, .. } => {
                         let l = layout(size, align);
-                        let b = alloc(l);
+                        let b = match tagged {
+                            // Each tag here has at most a few classes: 3 tags
+                            // times 64 classes could run out of lists, which
+                            // the caller answers with an untagged block.
+                            Some((.., t)) => match alloc_tagged(l, t) {
+                                Some(b) => {
+                                    tags.insert(b.addr().get(), t);
+                                    b
+                                }
+                                None => alloc(l),
+                            },
+                            None => alloc(l),
+                        };
+                        if tagged.is_some() && class_of(l).is_none() {
+                            prop_assert!(!tags.contains_key(&b.addr().get()));
+                        }
                         let start = b.addr().get();
                         prop_assert_eq!(start % align, 0);
                         let end = start + size;
@@ -1399,6 +1652,10 @@ mod tests {
                         let key = *live.keys().nth(k % live.len()).unwrap();
                         let (_, b, l, s) = live.remove(&key).unwrap();
                         check(b, l, s);
+                        if let Some(t) = tags.remove(&key) {
+                            // SAFETY: a live block from `alloc_tagged`.
+                            prop_assert_eq!(unsafe { tag_of(b) }, t.as_ptr().cast_const());
+                        }
                         // SAFETY: from `alloc` with `l`, freed once.
                         unsafe { dealloc(b, l) };
                     }
