@@ -5,7 +5,7 @@ use core::fmt;
 use std::rc::Rc;
 
 use crate::collector::{collect, state};
-use crate::header::{DIRTY, PERMANENT};
+use crate::header::{Header, PERMANENT};
 
 /// Collects every generation (a full collection, `gc.collect()`) and returns
 /// the number of unreachable objects found.
@@ -188,7 +188,7 @@ pub fn freeze() {
 /// ```
 pub fn unfreeze() {
     let st = state();
-    st.clean(PERMANENT).each_header(|h| h.set(DIRTY));
+    st.clean(PERMANENT).each_header(Header::set_dirty);
     st.suspects(2).take_all_as(st.clean(PERMANENT), 2);
     st.suspects(2).take_all_as(st.suspects(PERMANENT), 2);
 }

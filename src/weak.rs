@@ -15,7 +15,7 @@ use std::rc::Rc;
 use smallvec::SmallVec;
 
 use crate::collector::{state, State};
-use crate::header::{Header, DROPPED, HAS_CALLBACKS, WEAK_CLEARED};
+use crate::header::{Header, TypeInfo, DROPPED, HAS_CALLBACKS, WEAK_CLEARED};
 use crate::primitive::cell::Cell;
 use crate::trace::{Trace, Tracer};
 use crate::Gc;
@@ -341,7 +341,7 @@ impl<T: Trace + 'static> Drop for Weak<T> {
                 // SAFETY: the last weak reference, including the implicit one
                 // of the strong handles, so the value is dropped and nothing
                 // else refers to the allocation.
-                unsafe { Header::deallocate(self.ptr) };
+                unsafe { TypeInfo::<T>::deallocate(self.ptr) };
             }
         }
     }

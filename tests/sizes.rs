@@ -1,6 +1,6 @@
 //! Object and handle sizes, measured with a counting global allocator: the
-//! untracked header is as small as `Rc`'s, and the tracked one adds only the
-//! two list links.
+//! untracked header is half of `Rc`'s, and the tracked one adds the two list
+//! links and, without the pool, a vtable pointer.
 //!
 //! The allocator records only the allocations made on a thread that asked for
 //! it, between `start` and `finish`, so the tests of this binary can run in
@@ -118,33 +118,42 @@ fn the_counting_allocator_sees_allocations() {
 }
 
 #[test]
-fn untracked_gc_allocates_as_much_as_rc() {
+fn untracked_gc_allocates_less_than_rc() {
     warm_up();
     let (gc, gc_sizes) = allocations(|| Gc::new(7u64));
     let (rc, rc_sizes) = allocations(|| Rc::new(7u64));
     assert_eq!(gc_sizes.len(), 1, "{gc_sizes:?}");
-    assert_eq!(gc_sizes, rc_sizes);
+    assert_eq!(rc_sizes.len(), 1, "{rc_sizes:?}");
+    assert!(
+        gc_sizes[0] < rc_sizes[0],
+        "{gc_sizes:?} against {rc_sizes:?}"
+    );
     assert!(!Gc::is_tracked(&gc));
     #[cfg(target_pointer_width = "64")]
-    assert_eq!(gc_sizes, [24], "16-byte header + 8-byte value");
+    assert_eq!(gc_sizes, [16], "8-byte header + 8-byte value");
     // Dropping frees without allocating.
     let ((), sizes) = allocations(|| drop((gc, rc)));
     assert!(sizes.is_empty());
 }
 
 #[test]
-fn untracked_gc_string_allocates_as_much_as_rc_string() {
+fn untracked_gc_string_allocates_less_than_rc_string() {
     warm_up();
     let (s1, s2) = (String::from("hello"), String::from("hello"));
     let (gc, gc_sizes) = allocations(|| Gc::new(s1));
     let (_rc, rc_sizes) = allocations(|| Rc::new(s2));
     assert_eq!(gc_sizes.len(), 1, "{gc_sizes:?}");
-    assert_eq!(gc_sizes, rc_sizes);
     assert!(!Gc::is_tracked(&gc));
     #[cfg(target_pointer_width = "64")]
-    assert_eq!(gc_sizes, [16 + size_of::<String>()]);
+    {
+        assert_eq!(gc_sizes, [8 + size_of::<String>()]);
+        assert_eq!(rc_sizes, [16 + size_of::<String>()]);
+    }
 }
 
+/// Without the pool nothing can keep the vtable for a whole page of
+/// objects, so each tracked object carries its vtable pointer: 8 bytes of
+/// it, 16 of links and 8 of header.
 #[test]
 fn tracked_node_has_a_32_byte_header() {
     warm_up();

@@ -43,9 +43,7 @@ use super::list::List;
 use super::nodes::Nodes;
 use super::{passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
-use crate::header::{
-    Header, Links, DIRTY, DROPPED, FINALIZED, HAS_CALLBACKS, PERMANENT, WEAK_CLEARED,
-};
+use crate::header::{Header, Links, DROPPED, FINALIZED, HAS_CALLBACKS, PERMANENT, WEAK_CLEARED};
 use crate::weak::Registration;
 
 /// Collects generation `gen` (0..=2) and everything younger. Returns the
@@ -130,9 +128,12 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 let mut user_code = false;
                 let hold = |p: NonNull<Header>, h: &Header| {
                     h.inc_strong(p);
-                    h.set(WEAK_CLEARED | FOR_DESTRUCTION);
+                    h.set(WEAK_CLEARED);
+                    for_destruction(h);
                     user_code |= h.has(HAS_CALLBACKS)
-                        || (h.vtable().finalize.is_some() && !h.has(FINALIZED));
+                        // SAFETY: garbage is alive; the detection found it
+                        // in the collector's lists, so it is tracked.
+                        || (unsafe { Header::vtable(p) }.finalize.is_some() && !h.has(FINALIZED));
                 };
                 // The garbage is left in no list: destroying it needs only
                 // the array, and user code, when there is some, needs the
@@ -301,19 +302,23 @@ fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Heade
     });
 }
 
-/// The marks every garbage object carries before the first value is dropped
-/// in step (e):
+/// Sets the marks every garbage object carries before the first value is
+/// dropped in step (e):
 /// - `DROPPED`: `Drop` code that reaches a peer gets a clear panic rather
 ///   than a dropped value;
 /// - `DIRTY`: garbage is never examined again, and it is in no list its
 ///   flags name (it sits in the array, or in the garbage list), so a handle
 ///   to it released by a dropped value or by user code must not make
 ///   `Gc::drop` file it as a suspect; with the mark already set it does not.
-const FOR_DESTRUCTION: usize = DROPPED | DIRTY;
+#[inline(always)]
+fn for_destruction(h: &Header) {
+    h.set(DROPPED);
+    h.set_dirty();
+}
 
 /// Steps b to e for the objects `garbage` lists, which are in no list and on
 /// which the collector already holds a reference, with weak references
-/// cleared and the marks of [`FOR_DESTRUCTION`] set.
+/// cleared and the marks of [`for_destruction`] set.
 /// `user_code`: whether any of them has weak callbacks or a finalizer to run.
 /// Returns how many were destroyed.
 fn destroy_garbage(
@@ -366,7 +371,7 @@ fn destroy_garbage(
                     // once, so its value is dropped exactly once, here.
                     unsafe {
                         let h = unlink_garbage(st, list, garbage[i]);
-                        (h.as_ref().vtable().drop_value)(h);
+                        (Header::vtable(h).drop_value)(h);
                         release_garbage(h);
                     }
                 }
@@ -397,7 +402,7 @@ unsafe fn unlink_garbage(st: &State, list: &List, node: NonNull<Links>) -> NonNu
     // SAFETY: forwarded from the caller; the header is only borrowed briefly.
     unsafe {
         let h = Header::from_links(node);
-        // `DIRTY` stays (see `FOR_DESTRUCTION`): an unlinked object is never
+        // `DIRTY` stays (see `for_destruction`): an unlinked object is never
         // filed again, and handles released later skip `dirty::mark`.
         if !node.as_ref().next.get().is_null() {
             list.remove(node);
@@ -442,7 +447,8 @@ fn run_user_code(
     // only the collector unlinks them.
     let mut finalized = false;
     each_node(garbage, |p, h| {
-        if let Some(finalize) = h.vtable().finalize {
+        // SAFETY: garbage is alive and tracked.
+        if let Some(finalize) = unsafe { Header::vtable(p) }.finalize {
             if !h.has(FINALIZED) {
                 h.set(FINALIZED);
                 finalized = true;
@@ -488,7 +494,7 @@ fn run_user_code(
         // the garbage or from another resurrected object. It is a loss of a
         // reference, so the object is dirty again.
         h.dec_strong(p);
-        h.set(DIRTY);
+        h.set_dirty();
     });
     st.suspects(old_gen).append_all(resurrected);
 }

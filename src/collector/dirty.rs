@@ -59,7 +59,7 @@
 use core::ptr::NonNull;
 
 use super::state;
-use crate::header::{Header, DIRTY};
+use crate::header::Header;
 
 /// A tracked object's strong count just fell to a positive number: it
 /// becomes a suspect.
@@ -88,7 +88,7 @@ pub(crate) unsafe fn mark(h: NonNull<Header>) {
     // the same generation.
     unsafe {
         st.list_of(hdr).remove(links);
-        hdr.set(DIRTY);
+        hdr.set_dirty();
         st.list_of(hdr).push_back(links);
     }
 }

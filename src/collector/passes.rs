@@ -69,7 +69,7 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
     unsafe {
         let header = Header::from_links(links);
         let mut tracer = Tracer { visit };
-        (header.as_ref().vtable().trace)(header, &mut tracer);
+        (Header::vtable(header).trace)(header, &mut tracer);
     }
 }
 
@@ -578,7 +578,9 @@ pub(crate) unsafe fn partition(
                 reached += 1;
                 header.set_generation(reached_gen);
                 if clear_dirty {
-                    header.clear(DIRTY);
+                    // Stays dirty if its count does not fit beside the
+                    // clean mark; it is then filed as a suspect below.
+                    header.try_clean();
                 }
                 if header.has(DIRTY) {
                     suspects_to.push_back(node);

@@ -111,7 +111,7 @@ pub(crate) fn drain(st: &State) {
         let _depth = DrainDepth(st);
         // SAFETY: objects are queued only by `release`, with a zero strong
         // count, and popped once.
-        unsafe { (header.as_ref().vtable().drop_slow)(header) };
+        unsafe { (Header::vtable(header).drop_slow)(header) };
     }
 }
 
