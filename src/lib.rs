@@ -26,7 +26,7 @@
 //! To find edges the collector asks each object through the [`Trace`] trait,
 //! usually derived. Types that cannot hold a handle (`String`, `Vec<u64>`, …)
 //! are known at compile time ([`Trace::NEEDS_TRACE`]) and are never examined at
-//! all: a `Gc<String>` has the same 16-byte header as an `Rc<String>`.
+//! all: a `Gc<String>` has an 8-byte header, where an `Rc<String>` has 16.
 //!
 //! # Generations
 //!
@@ -80,8 +80,19 @@
 //! small-object allocator after CPython's: fixed-size blocks in 4 KiB pools
 //! carved from 256 KiB arenas, handed out and taken back by a few loads and
 //! stores. Empty arenas are kept for the next growth and returned gradually,
-//! and all of them when the thread exits. [`Gc::allocated_bytes`] tells what
-//! one object occupies.
+//! and all of them when the thread exits.
+//!
+//! The collector needs each tracked type's vtable (how to trace, finalize,
+//! drop and free its objects), and a pointer to it in every object would cost
+//! 8 bytes each. With the pool, the objects of a tracked type get pools of
+//! their own, which keep the vtable once per pool, so a tracked object carries
+//! 24 bytes besides its value: its list links and the header. Tracked objects
+//! too large or too aligned for the pools, those of a thread that already uses
+//! 64 tracked types, and all of them without the `pool` feature carry the
+//! vtable pointer themselves, 8 bytes more. An untracked object has no links
+//! and no vtable, and carries only the 8-byte header (the two counts and the
+//! flags) in every build. [`Gc::allocated_bytes`] tells what one object
+//! occupies.
 //!
 //! # Threads
 //!
