@@ -21,9 +21,9 @@
 //! next request of its class as it is, with no splitting and no merging.
 //! Rounding wastes at most 7 bytes per object (15 for a 16-aligned one),
 //! where `malloc` pays its 16-byte granularity plus an 8-byte size word: a
-//! `Gc<u64>` (24 bytes) takes a 24-byte block, where an `Rc<u64>` takes a
-//! 32-byte glibc chunk; the tracked node of the benchmarks (64 bytes) takes
-//! 64, where an `Rc` of the same node (48 bytes) takes a 64-byte chunk.
+//! `Gc<u64>` (16 bytes) takes a 16-byte block, where an `Rc<u64>` (24 bytes)
+//! takes a 32-byte glibc chunk; the tracked node of the benchmarks (56 bytes)
+//! takes 56, where an `Rc` of the same node (48 bytes) takes a 64-byte chunk.
 //! CPython rounds to 16 since 3.8, because `malloc`'s callers in C cannot say
 //! how aligned a request must be; a `Layout` says it. The threshold of 512 bytes is CPython's:
 //! beyond it objects are rare, and a class's pool would hold too few blocks to
@@ -56,11 +56,11 @@
 //!   Beyond CPython's design, [`TAGGED_LISTS`] more `used` lists each serve
 //!   one *tag*, an address the caller chooses, with one class: every block of
 //!   such a pool was allocated with that tag, which the pool header records,
-//!   so [`tag_of`] reads it back from any block by masking. `header.rs` tags
+//!   so `tag_of` reads it back from any block by masking. `header.rs` tags
 //!   the blocks of tracked objects with their type's vtable, which then need
 //!   not be stored in each object. A tag gets a list on first use, by linear
 //!   probing from a hash of its address, and keeps it for the life of the
-//!   thread; once all are taken, [`alloc_tagged`] says no and the caller
+//!   thread; once all are taken, `alloc_tagged` says no and the caller
 //!   falls back to an untagged block.
 //! - Per arena, a singly linked list of its empty pools, plus an index of the
 //!   first pool never carved out.
@@ -196,7 +196,7 @@
 //! | constant | value | why it is safe |
 //! |---|---|---|
 //! | [`ALIGNMENT`] | 16 | the alignment of `max_align_t` on x86-64 and AArch64, the largest served. A layout aligned to 16 has its size rounded up to a multiple of 16, so it gets a class whose blocks, at multiples of their size from a 16-aligned first offset, are all 16-aligned. More-aligned layouts go to the global allocator. |
-//! | [`GRANULE`] | 8 | block sizes are multiples of it, and every block is 8-aligned, enough for any layout aligned to 8 or less. CPython rounds to 16 since 3.8, because C cannot tell it a request's alignment; a `Layout` can, so a 24-byte object (a `Gc<u64>`, like an `Rc<u64>`) takes 24 bytes, not 32. |
+//! | [`GRANULE`] | 8 | block sizes are multiples of it, and every block is 8-aligned, enough for any layout aligned to 8 or less. CPython rounds to 16 since 3.8, because C cannot tell it a request's alignment; a `Layout` can, so a 24-byte object takes 24 bytes, not 32, and the benchmarks' 56-byte tracked node 56, not 64. |
 //! | [`SMALL_REQUEST_THRESHOLD`] | 512 | CPython's; a pool still holds 7 blocks of the largest class. Anything larger goes to the global allocator. |
 //! | [`POOL_SIZE`] | 4 KiB | a power of two (masking), at most the arena's alignment, and large enough for a header, the arena header and two blocks of the largest class (checked at compile time), which the pool set-up relies on. |
 //! | [`ARENA_SIZE`] | 256 KiB | a multiple of the pool size; 64 pools keep `free_pools` and the `last_with` table small, and one global allocation per 64 pools makes the arena layer's cost negligible. |
@@ -217,7 +217,7 @@ const GRANULE_SHIFT: u32 = GRANULE.trailing_zeros();
 /// The largest request served from pools.
 pub const SMALL_REQUEST_THRESHOLD: usize = 512;
 const CLASSES: usize = SMALL_REQUEST_THRESHOLD / GRANULE;
-/// Lists of pools reserved for one tag each (see [`alloc_tagged`]).
+/// Lists of pools reserved for one tag each (see `alloc_tagged`).
 pub const TAGGED_LISTS: usize = 64;
 /// `used` lists: one per class, then one per tag.
 const LISTS: usize = CLASSES + TAGGED_LISTS;

@@ -173,6 +173,131 @@ fn objects_of_every_kind_survive_and_are_freed() {
     assert_eq!(busy_arenas(), base);
 }
 
+/// A tracked object whose box fits a pool keeps its vtable in the pool:
+/// 24 bytes in front of its value. A larger one carries the pointer: 32.
+#[test]
+fn pooled_tracked_objects_carry_no_vtable_pointer() {
+    let small = node::<32>(1);
+    assert_eq!(
+        Gc::allocated_bytes(&small),
+        24 + core::mem::size_of::<Node<32>>()
+    );
+    let large = node::<600>(2);
+    assert_eq!(
+        Gc::allocated_bytes(&large),
+        32 + core::mem::size_of::<Node<600>>()
+    );
+    let leaf = Gc::new(7u64);
+    assert_eq!(Gc::allocated_bytes(&leaf), 16);
+}
+
+/// Two types that point at each other, one too large for the pools (its
+/// vtable inline), one in a tagged pool.
+struct Big {
+    data: [u8; 600],
+    next: RefCell<Option<Gc<Small>>>,
+}
+struct Small {
+    data: u64,
+    next: RefCell<Option<Gc<Big>>>,
+}
+
+// SAFETY: `next` is the only field that can hold a handle, owned by the
+// object alone and reported once.
+unsafe impl Trace for Big {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.next.trace(tracer);
+    }
+}
+
+// SAFETY: as for `Big`.
+unsafe impl Trace for Small {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.next.trace(tracer);
+    }
+}
+
+#[test]
+fn cycles_through_both_layouts_are_collected() {
+    let base = busy_arenas();
+    let n = if cfg!(miri) { 5 } else { 2_000 };
+    let mut pairs = Vec::new();
+    for i in 0..n {
+        let big = Gc::new(Big {
+            data: [i as u8; 600],
+            next: RefCell::new(None),
+        });
+        let small = Gc::new(Small {
+            data: i,
+            next: RefCell::new(Some(big.clone())),
+        });
+        *big.next.borrow_mut() = Some(small.clone());
+        assert_eq!(
+            Gc::allocated_bytes(&small),
+            24 + core::mem::size_of::<Small>()
+        );
+        assert_eq!(Gc::allocated_bytes(&big), 32 + core::mem::size_of::<Big>());
+        pairs.push((big, small));
+    }
+    for (i, (b, s)) in pairs.iter().enumerate() {
+        assert!(b.data.iter().all(|&x| x == i as u8) && s.data == i as u64);
+    }
+    let weaks: Vec<_> = pairs
+        .iter()
+        .map(|(b, s)| (Gc::downgrade(b), Gc::downgrade(s)))
+        .collect();
+    drop(pairs);
+    assert_eq!(gencc::collect(), 2 * n as usize);
+    assert!(weaks
+        .iter()
+        .all(|(b, s)| b.upgrade().is_none() && s.upgrade().is_none()));
+    drop(weaks);
+    assert_eq!(busy_arenas(), base);
+}
+
+/// Makes a two-node cycle and a live node of `Node<N>` for each `N` given.
+macro_rules! each_type {
+    ($cycles:ident, $live:ident; $($n:literal)*) => {$(
+        {
+            let (a, b) = (node::<$n>($n), node::<$n>($n + 1));
+            link(&a, &b);
+            link(&b, &a);
+            $cycles += 1;
+            $live.push(Box::new(Tracked::<$n>(node::<$n>($n + 2), $n + 2)) as Box<dyn Probe>);
+        }
+    )*};
+}
+
+/// A thread has 64 tagged pool lists; the tracked types it allocates after
+/// they are all taken keep their vtable inline, and are collected the same.
+#[test]
+fn tracked_types_beyond_the_tagged_lists_keep_their_vtable_inline() {
+    thread::spawn(|| {
+        let mut cycles = 0;
+        let mut live: Vec<Box<dyn Probe>> = Vec::new();
+        each_type!(cycles, live;
+            0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29
+            30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53 54 55 56 57
+            58 59 60 61 62 63 64 65 66 67 68 69);
+        let first = node::<0>(9);
+        assert_eq!(
+            Gc::allocated_bytes(&first),
+            24 + core::mem::size_of::<Node<0>>(),
+            "the first type has a tagged list"
+        );
+        let last = node::<69>(9);
+        assert_eq!(
+            Gc::allocated_bytes(&last),
+            32 + core::mem::size_of::<Node<69>>(),
+            "the lists ran out before the 70th type"
+        );
+        assert_eq!(gencc::collect(), 2 * cycles);
+        assert!(live.iter().all(|o| o.intact()));
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn memory_is_reused() {
     let a = Gc::new(7u64);
