@@ -617,6 +617,14 @@ impl Header {
         }
     }
 
+    /// Whether the strong count is zero. At rest the stored part is zero
+    /// only when nothing is spilled: the table is emptied back into the word
+    /// as soon as the stored part reaches zero.
+    #[inline]
+    pub(crate) fn strong_is_zero(&self) -> bool {
+        self.strong.get() == self.bias()
+    }
+
     #[inline]
     pub(crate) fn inc_strong(&self, me: NonNull<Header>) {
         // Store, then test: one read-modify-write instruction and a branch,

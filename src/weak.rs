@@ -244,7 +244,7 @@ impl<T: Trace + 'static> Weak<T> {
     /// ```
     pub fn upgrade(&self) -> Option<Gc<T>> {
         let h = self.header()?;
-        if h.strong(self.ptr) == 0 || h.has(WEAK_CLEARED) || h.has(DROPPED) {
+        if h.strong_is_zero() || h.has(WEAK_CLEARED | DROPPED) {
             return None;
         }
         h.inc_strong(self.ptr);
