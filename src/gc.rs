@@ -592,9 +592,17 @@ unsafe fn destroy<T: Trace + 'static>(h: NonNull<Header>) {
         unsafe { drop_slow::<T>(h, None) };
         return;
     }
-    // A value the collector already dropped (a handle held by garbage, or
-    // kept by its `Drop` code) takes the trashcan too: `drop_slow` tests
-    // `DROPPED` with the other hooks, so the common death tests it once.
+    // SAFETY: the allocation is alive until the implicit weak reference goes.
+    if unsafe { h.as_ref() }.has(DROPPED) {
+        // The collector dropped the value already: this was a handle held by
+        // garbage (half of the objects of a collected cycle die here, as the
+        // values of their peers are dropped), or kept by its `Drop` code.
+        // Only the memory is left, and freeing it cascades into nothing, so
+        // the trashcan is not needed.
+        // SAFETY: value dropped, no strong handle left.
+        unsafe { release_weak::<T>(h) };
+        return;
+    }
     // SAFETY: forwarded from the caller.
     unsafe { trashcan::release::<T>(h) };
 }
