@@ -339,7 +339,9 @@ fn main() {
     // its usual median in two of four full runs on 2026-12-06, with a usual
     // minimum, while every later cell was unaffected.
     if !opts.list_mode {
-        settle(&plan, n, &|w, k| checks.get(&(w.group(), k)).is_some_and(Outcome::ok));
+        settle(&plan, n, &|w, k| {
+            checks.get(&(w.group(), k)).is_some_and(Outcome::ok)
+        });
     }
     let mut c = Criterion::default()
         .sample_size(DEFAULT_SAMPLES)
