@@ -102,6 +102,26 @@ impl List {
     /// - `node` must be linked in this list, whose `prev` pointers are real.
     #[inline]
     pub(crate) unsafe fn remove(&self, node: NonNull<Links>) {
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            self.take_out(node);
+            let n = node.as_ref();
+            n.next.set(ptr::null());
+            n.prev.set(ptr::null());
+        }
+    }
+
+    /// Unlinks `node` from this list, leaving its own links as they were,
+    /// for a caller that overwrites them at once: the search of a collection,
+    /// which turns `prev` into a scratch word and treats every object it set
+    /// up as in no list, whatever `next` says.
+    ///
+    /// # Safety
+    ///
+    /// - As for [`List::remove`]. Until the caller overwrites them, the
+    ///   node's links are stale: nothing may read them as a list's.
+    #[inline]
+    pub(crate) unsafe fn take_out(&self, node: NonNull<Links>) {
         // SAFETY: the neighbours of a linked node are linked nodes or the
         // sentinel, all alive.
         unsafe {
@@ -109,8 +129,6 @@ impl List {
             let (prev, next) = (n.prev.get(), n.next.get());
             (*prev).next.set(next);
             (*next).prev.set(prev);
-            n.next.set(ptr::null());
-            n.prev.set(ptr::null());
         }
         self.len.set(self.len.get() - 1);
     }

@@ -306,10 +306,10 @@ pub(crate) unsafe fn search_from_suspects(
             let suspects = st.suspects(g);
             while let Some(seed) = suspects.first() {
                 // SAFETY: a suspect is linked in its list with real links,
-                // and not set up yet; it is unlinked before its `prev`
-                // becomes a scratch word.
+                // and not set up yet; it is taken out before its `prev`
+                // becomes a scratch word, and set up at once.
                 unsafe {
-                    suspects.remove(seed);
+                    suspects.take_out(seed);
                     grow.sub.0.add(enter(seed, 0));
                 }
                 grow.nodes.push(seed);
@@ -521,7 +521,7 @@ impl Visit for Grow<'_, '_> {
             if let Some(next) = NonNull::new(links.as_ref().next.get().cast_mut()) {
                 walk::prefetch(next);
             }
-            self.st.list_of(header.as_ref()).remove(links);
+            self.st.list_of(header.as_ref()).take_out(links);
             self.sub.0.add(enter(links, 1));
         }
         self.nodes.push(links);
