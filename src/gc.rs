@@ -461,8 +461,16 @@ unsafe fn drop_with_hooks<T: Trace + 'static>(h: NonNull<Header>, st: Option<&St
 unsafe fn finish<T: Trace + 'static>(h: NonNull<Header>, st: Option<&State>) {
     if let Some(st) = st {
         // SAFETY: alive, and no detection is running while a value is dying
-        // (destruction never happens inside the detection passes).
-        unsafe { untrack(st, h) };
+        // (destruction never happens inside the detection passes), so a
+        // linked object is in the list its flags name. Its own links are
+        // left stale: nothing reads them again, as no strong handle is left
+        // and it is in no list.
+        unsafe {
+            let links = Header::links(h);
+            if !links.as_ref().next.get().is_null() {
+                st.list_of(h.as_ref()).take_out(links);
+            }
+        }
         trigger::on_dealloc(st);
     }
     // SAFETY: no reference to the value is alive since no strong handle is,
