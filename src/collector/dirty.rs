@@ -84,9 +84,9 @@ pub(crate) unsafe fn mark(h: NonNull<Header>) {
     let hdr = unsafe { h.as_ref() };
     // SAFETY: a linked, clean object outside any detection is in the clean
     // list its flags name, with real links; it moves to the suspect list of
-    // the same generation.
+    // the same generation (`push_back` rewrites both of its links).
     unsafe {
-        st.list_of(hdr).remove(links);
+        st.list_of(hdr).take_out(links);
         hdr.set_dirty();
         st.list_of(hdr).push_back(links);
     }
