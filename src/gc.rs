@@ -857,6 +857,37 @@ mod tests {
         assert!(w.upgrade().is_none());
     }
 
+    /// A dirty object whose count does not fit beside the clean mark stays
+    /// dirty through a full collection that keeps it, filed with the
+    /// suspects; its drops take the slow path and find nothing to do.
+    #[test]
+    fn a_count_past_2_pow_31_keeps_an_object_dirty() {
+        use crate::header::DIRTY;
+        let a = Gc::new(core::cell::RefCell::new(None::<Gc<u64>>));
+        drop(a.clone());
+        assert!(a.header().has(DIRTY));
+        let big = (1u32 << 31) + 5;
+        a.header().set_strong_raw(big);
+        // A full collection keeps it (the count is all from outside) and
+        // cannot clean it.
+        assert_eq!(crate::collect(), 0);
+        assert!(a.header().has(DIRTY));
+        let mut filed = false;
+        crate::collector::state()
+            .suspects(2)
+            .each_header(|h| filed |= core::ptr::eq(h, a.header()));
+        assert!(filed, "filed with the suspects of generation 2");
+        // A drop from above 2^31 takes the slow path, which leaves it be.
+        let b = a.clone();
+        assert_eq!(Gc::strong_count(&a), big as usize + 1);
+        drop(b);
+        assert_eq!(Gc::strong_count(&a), big as usize);
+        a.header().set_strong_raw(1);
+        let w = Gc::downgrade(&a);
+        drop(a);
+        assert!(w.upgrade().is_none());
+    }
+
     #[test]
     fn weak_count_spills_past_its_bits() {
         let a = Gc::new(7u64);
