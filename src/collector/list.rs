@@ -3,7 +3,12 @@
 //! Every operation is O(1) except walking. The links live in the objects
 //! themselves, so moving an object between generations allocates nothing.
 //! An object that is in no list has null links; that is how "tracked" is told
-//! apart from "untracked" at run time.
+//! apart from "untracked" at run time. Two exceptions, where nothing reads
+//! the links as a list's: an object the collector's search holds (its `prev`
+//! is a scratch word, and the collector knows it holds it), and an object
+//! whose death has started (no strong handle is left to ask). Both are
+//! unlinked with [`List::take_out`], every other unlink with
+//! [`List::remove`].
 
 use core::ptr::{self, NonNull};
 
