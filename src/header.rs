@@ -351,7 +351,7 @@ impl<T: Trace + 'static> TypeInfo<T> {
     #[inline(always)]
     unsafe fn inline(header: NonNull<Header>) -> bool {
         // SAFETY: forwarded from the caller.
-        Self::TRACKED && (!cfg!(feature = "pool") || unsafe { header.as_ref() }.has(INLINE_VTABLE))
+        Self::TRACKED && unsafe { header.as_ref() }.vtable_inline()
     }
 
     /// The bytes the box of `T` at `header` occupies in its allocator.
@@ -517,7 +517,7 @@ impl Header {
         let links = unsafe { Header::links(header) };
         // SAFETY: the object is alive, so its header is readable.
         #[cfg(feature = "pool")]
-        if !unsafe { header.as_ref() }.has(INLINE_VTABLE) {
+        if !unsafe { header.as_ref() }.vtable_inline() {
             // SAFETY: an object without `INLINE_VTABLE` was allocated by
             // `TypeInfo::allocate` from `pool::alloc_tagged`, with its
             // `&'static VTable` as the tag, and its links start the block.
@@ -536,6 +536,14 @@ impl Header {
     #[inline]
     pub(crate) fn has(&self, flag: u32) -> bool {
         self.word.get() & flag != 0
+    }
+
+    /// Whether a tracked object carries its vtable pointer in front of its
+    /// links: `INLINE_VTABLE`, which every tracked object has without the
+    /// pool (the constant lets the compiler drop the test there).
+    #[inline(always)]
+    fn vtable_inline(&self) -> bool {
+        !cfg!(feature = "pool") || self.has(INLINE_VTABLE)
     }
 
     /// Sets flags other than `DIRTY` (see [`Header::set_dirty`]).
@@ -789,7 +797,7 @@ impl Header {
         unsafe {
             let vt = Header::vtable(header);
             let links = Header::links(header).cast::<u8>();
-            if !cfg!(feature = "pool") || header.as_ref().has(INLINE_VTABLE) {
+            if header.as_ref().vtable_inline() {
                 dealloc_object(links.byte_sub(vt.prefix), vt.inline_layout);
             } else {
                 dealloc_object(links, vt.layout);
