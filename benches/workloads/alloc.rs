@@ -97,3 +97,29 @@ pub fn live() -> Live {
         bytes: BYTES.load(Relaxed),
     }
 }
+
+/// Puts the system allocator back in the state of a fresh process, as far as
+/// it can be: glibc merges its free chunks and returns the top of the heap.
+///
+/// Every run calls this before it builds its graph, whatever the crate, so
+/// that no run inherits the free lists the previous one left. Without it,
+/// `Rc`'s runs alternated between two speeds on W5 (9.1–9.5 and 13–25.5 ns
+/// per object, 9 and 12 of one series of 21 samples on 2026-12-06), because
+/// a ring built from the chunks the previous ring freed lies in memory in
+/// another order than the one it is walked in; its median then depended on
+/// which speed happened to be in the majority. After a reset every crate
+/// that uses glibc meets a heap as orderly as a fresh process's, so `Rc` is
+/// measured at its best, which is what a lower bound is for. gencc's
+/// arenas, in use or kept empty, are live allocations to glibc, which the
+/// reset does not move.
+pub fn reset_system_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: `malloc_trim` only reorganises glibc's free memory; it
+        // takes no pointer and invalidates no live allocation.
+        unsafe { malloc_trim(0) };
+    }
+}

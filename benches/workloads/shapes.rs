@@ -1,8 +1,9 @@
 //! The workloads W1–W9 of issue 3, each written once, generic over [`Heap`].
 //!
-//! Every `run` builds its graph untimed, times exactly the phase the issue
-//! names, and ends with one untimed explicit collection so that the next
-//! iteration starts from an empty heap.
+//! Every `run` resets the system allocator (`alloc::reset_system_heap`),
+//! builds its graph untimed, times exactly the phase the issue names, and
+//! ends with one untimed explicit collection so that the next iteration
+//! starts from an empty heap.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -179,6 +180,7 @@ fn settled<H: Heap>() -> alloc::Live {
 /// Runs workload `w` once for crate `H`. `None`: not applicable (W8 for a
 /// crate without weak references).
 pub fn run<H: Heap>(w: Workload, n: usize) -> Option<Timing> {
+    alloc::reset_system_heap();
     let before = settled::<H>();
     let mut out = Timing::default();
     match w {
