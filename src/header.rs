@@ -185,8 +185,9 @@ pub(crate) struct VTable {
     pub(crate) trace: unsafe fn(NonNull<Header>, &mut Tracer<'_>),
     /// The full death of an object whose strong count reached zero.
     pub(crate) drop_slow: unsafe fn(NonNull<Header>),
-    /// Drops the value in place, nothing else.
-    pub(crate) drop_value: unsafe fn(NonNull<Header>),
+    /// Drops the value of a garbage object in place, then releases the
+    /// collector's reference, freeing the box if that was the last one.
+    pub(crate) drop_garbage: unsafe fn(NonNull<Header>),
     pub(crate) finalize: Option<unsafe fn(NonNull<Header>)>,
     /// The box when the pool keeps the vtable.
     pub(crate) layout: Layout,
@@ -256,7 +257,7 @@ impl<T: Trace + 'static> TypeInfo<T> {
     pub(crate) const VTABLE: VTable = VTable {
         trace: trace_erased::<T>,
         drop_slow: crate::gc::drop_slow_erased::<T>,
-        drop_value: drop_value_erased::<T>,
+        drop_garbage: drop_garbage_erased::<T>,
         finalize: if T::HAS_FINALIZER {
             Some(crate::gc::finalize_erased::<T>)
         } else {
@@ -465,15 +466,27 @@ unsafe fn trace_erased<T: Trace + 'static>(header: NonNull<Header>, tracer: &mut
     unsafe { TypeInfo::<T>::value(header).as_ref() }.trace(tracer);
 }
 
+/// The end of one garbage object, behind the vtable so that the box is
+/// freed with its layout known at compile time. If the value's `Drop`
+/// panics, the collector's reference is not released here: the caller
+/// releases it.
+///
 /// # Safety
 ///
 /// - `header` must belong to a box of `T` whose value has not been dropped,
 ///   and no reference to the value may be alive.
+/// - The caller must hold one strong reference to it, which this releases.
 /// - The caller must set `DROPPED` first, so the value is never dropped twice
 ///   and handles to it refuse to dereference.
-unsafe fn drop_value_erased<T: Trace + 'static>(header: NonNull<Header>) {
-    // SAFETY: guaranteed by the caller.
-    unsafe { ptr::drop_in_place(TypeInfo::<T>::value(header).as_ptr()) }
+unsafe fn drop_garbage_erased<T: Trace + 'static>(header: NonNull<Header>) {
+    // SAFETY: guaranteed by the caller. The header is not borrowed across the
+    // deallocation.
+    unsafe {
+        ptr::drop_in_place(TypeInfo::<T>::value(header).as_ptr());
+        if header.as_ref().dec_strong(header) && header.as_ref().dec_weak(header) {
+            TypeInfo::<T>::deallocate(header);
+        }
+    }
 }
 
 impl Header {

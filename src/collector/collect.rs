@@ -368,11 +368,11 @@ fn destroy_garbage(
                     }
                     // SAFETY: each garbage object is held, marked `DROPPED`
                     // (no handle dereferences its value any more) and visited
-                    // once, so its value is dropped exactly once, here.
+                    // once, so its value is dropped and the hold released
+                    // exactly once, here.
                     unsafe {
                         let h = unlink_garbage(st, list, garbage[i]);
-                        (Header::vtable(h).drop_value)(h);
-                        release_garbage(h);
+                        (Header::vtable(h).drop_garbage)(h);
                     }
                 }
             }));
@@ -412,14 +412,15 @@ unsafe fn unlink_garbage(st: &State, list: &List, node: NonNull<Links>) -> NonNu
     }
 }
 
-/// The end of step (e) for one garbage object whose value was dropped: the
-/// collector's hold goes, and the memory with it if nothing else holds it.
+/// The end of step (e) for one garbage object whose value panicked while
+/// being dropped: the collector's hold goes, and the memory with it if
+/// nothing else holds it. (Otherwise the vtable's `drop_garbage` does this.)
 ///
 /// # Safety
 ///
 /// - `h` must be a held garbage object whose value was dropped, released
 ///   once.
-#[inline(always)]
+#[cold]
 unsafe fn release_garbage(h: NonNull<Header>) {
     // SAFETY: forwarded from the caller; the header is not borrowed across the
     // deallocation.
