@@ -10,6 +10,8 @@ thread_local! {
     static TRACED: Cell<usize> = const { Cell::new(0) };
     /// When set to `n > 0`, the `n`th trace from now panics.
     static PANIC_AT: Cell<usize> = const { Cell::new(0) };
+    /// Whether that trace panics after reporting its edges, not before.
+    static PANIC_LATE: Cell<bool> = const { Cell::new(false) };
 }
 
 fn traced() -> usize {
@@ -25,6 +27,10 @@ struct Node {
 unsafe impl Trace for Node {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         TRACED.with(|t| t.set(t.get() + 1));
+        let late = PANIC_LATE.with(Cell::get);
+        if late {
+            self.children.trace(tracer);
+        }
         match PANIC_AT.with(Cell::get) {
             0 => {}
             1 => {
@@ -33,7 +39,9 @@ unsafe impl Trace for Node {
             }
             n => PANIC_AT.with(|p| p.set(n - 1)),
         }
-        self.children.trace(tracer);
+        if !late {
+            self.children.trace(tracer);
+        }
     }
 }
 
@@ -319,8 +327,18 @@ fn a_trace_panic_in_a_full_search_loses_nothing() {
     // The first panic strikes while the search is selective, the second
     // after it merged the lists, the third in the marking of a search that
     // stayed selective (two ring nodes and a tree of seven traced, then the
-    // third of the tree's nodes marked).
-    for (ring, panic_at) in [(big, 2), (big, big), (2, 12)] {
+    // third of the tree's nodes marked). Each strikes once before the traced
+    // node reported its edges, and once after: the search has then already
+    // taken in what they lead to.
+    for (ring, panic_at, late) in [
+        (big, 2, false),
+        (big, big, false),
+        (2, 12, false),
+        (big, 2, true),
+        (big, big, true),
+        (2, 12, true),
+    ] {
+        PANIC_LATE.with(|l| l.set(late));
         let heap = settled_heap(n);
         let young: Vec<_> = (0..50).map(|_| leaf()).collect();
         let weak = dropped_ring(ring, Some(heap[0].clone()));
@@ -338,6 +356,7 @@ fn a_trace_panic_in_a_full_search_loses_nothing() {
         assert_eq!(gencc::collect(), 7, "the tree with a self-loop");
         assert!(weak.upgrade().is_none());
     }
+    PANIC_LATE.with(|l| l.set(false));
 }
 
 /// One step of [`full_collections_free_exactly_the_unreachable`].

@@ -369,6 +369,10 @@ pub(crate) unsafe fn search_from_suspects(
                     list.each_header(|h| h.set_generation(max_gen));
                 }
             }
+            // Before the lists were merged, every object in `nodes` was taken
+            // out of its list, including those a `Trace` that panicked had
+            // already reported: `unlinked` was not updated for them.
+            let unlinked = if merged { unlinked } else { nodes.len() };
             for &node in &nodes[..unlinked] {
                 // SAFETY: an examined object in no list, alive; filing it
                 // overwrites its scratch word. Its flags are unchanged, so it
