@@ -500,7 +500,7 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
 /// - `h` must be a box of `T` whose value is dropped and whose strong count
 ///   is zero.
 #[inline(always)]
-unsafe fn release_weak<T: Trace + 'static>(h: NonNull<Header>) {
+pub(crate) unsafe fn release_weak<T: Trace + 'static>(h: NonNull<Header>) {
     // SAFETY: forwarded from the caller.
     unsafe {
         if h.as_ref().dec_weak(h) {

@@ -479,12 +479,13 @@ unsafe fn trace_erased<T: Trace + 'static>(header: NonNull<Header>, tracer: &mut
 /// - The caller must set `DROPPED` first, so the value is never dropped twice
 ///   and handles to it refuse to dereference.
 unsafe fn drop_garbage_erased<T: Trace + 'static>(header: NonNull<Header>) {
-    // SAFETY: guaranteed by the caller. The header is not borrowed across the
-    // deallocation.
+    // SAFETY: guaranteed by the caller; once the hold is the last strong
+    // reference gone, the value is dropped and the count zero, as
+    // `release_weak` requires.
     unsafe {
         ptr::drop_in_place(TypeInfo::<T>::value(header).as_ptr());
-        if header.as_ref().dec_strong(header) && header.as_ref().dec_weak(header) {
-            TypeInfo::<T>::deallocate(header);
+        if header.as_ref().dec_strong(header) {
+            crate::gc::release_weak::<T>(header);
         }
     }
 }
