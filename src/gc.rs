@@ -66,6 +66,9 @@ impl<T: Trace + 'static> Gc<T> {
         if TypeInfo::<T>::TRACKED {
             let st = state();
             trigger::on_alloc(st);
+            if T::HAS_FINALIZER {
+                st.finalizable.set(true);
+            }
             let h = TypeInfo::<T>::allocate(value);
             // SAFETY: a fresh tracked object, in no list; its flags are clear
             // and its generation number is 0 from allocation.

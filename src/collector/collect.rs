@@ -98,8 +98,8 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
         // running (`collecting` was clear).
         let examined = unsafe { passes::search_from_suspects(st, gen, limit, spare, &arena) };
         match &examined {
-            Ok((_, merged)) => {
-                if *merged {
+            Ok(search) => {
+                if search.merged {
                     st.clean(gen).forget_all();
                     st.suspects(gen).forget_all();
                 }
@@ -113,27 +113,33 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 }
             }
         }
-        let examined = examined.map(|(nodes, _)| nodes);
         match examined {
             Err(payload) => {
                 panics.keep(payload);
                 0
             }
-            Ok(mut examined) => {
+            Ok(passes::Search {
+                nodes: mut examined,
+                all_garbage,
+                ..
+            }) => {
                 // Hold, and (a) clear weak references, as the garbage is
                 // found: `Weak::upgrade` fails from here on. Most garbage has
                 // neither weak callbacks nor finalizers; then no user code
                 // runs before the values are dropped, and the objects can be
                 // marked for (e) at once. Otherwise those marks wait.
                 let mut user_code = false;
+                let finalizable = st.finalizable.get();
                 let hold = |p: NonNull<Header>, h: &Header| {
                     h.inc_strong(p);
                     h.set(WEAK_CLEARED);
                     for_destruction(h);
                     user_code |= h.has(HAS_CALLBACKS)
-                        // SAFETY: garbage is alive; the detection found it
-                        // in the collector's lists, so it is tracked.
-                        || (unsafe { Header::vtable(p) }.finalize.is_some() && !h.has(FINALIZED));
+                        || (finalizable
+                            // SAFETY: garbage is alive; the detection found
+                            // it in the collector's lists, so it is tracked.
+                            && unsafe { Header::vtable(p) }.finalize.is_some()
+                            && !h.has(FINALIZED));
                 };
                 // The garbage is left in no list: destroying it needs only
                 // the array, and user code, when there is some, needs the
@@ -142,15 +148,20 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 // examined object is in no list; `hold` neither frees nor
                 // unlinks.
                 let mut survivors = unsafe {
-                    passes::partition(
-                        &mut examined,
-                        old,
-                        st.suspects(old_gen),
-                        old_gen,
-                        None,
-                        gen == 2,
-                        hold,
-                    )
+                    if all_garbage {
+                        passes::condemn_all(&examined, hold);
+                        0
+                    } else {
+                        passes::partition(
+                            &mut examined,
+                            old,
+                            st.suspects(old_gen),
+                            old_gen,
+                            None,
+                            gen == 2,
+                            hold,
+                        )
+                    }
                 };
                 // What the search did not reach is alive: it is promoted
                 // with the examined survivors, and counts with them.

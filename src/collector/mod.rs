@@ -92,6 +92,10 @@ pub(crate) struct State {
     /// destruction has work to do. One flag, so that the common end of a
     /// death tests one byte.
     pub(crate) outermost_work: Cell<bool>,
+    /// An object of a tracked type with a finalizer was allocated on this
+    /// thread. Until then no garbage can have a finalizer to run, and a
+    /// collection need not look each object's vtable up to know it.
+    pub(crate) finalizable: Cell<bool>,
 }
 
 /// The default thresholds, CPython 3.11's: a young collection every 700 net
@@ -125,6 +129,7 @@ impl State {
             spare_nodes: Cell::new(None),
             orphaned: Cell::new(false),
             outermost_work: Cell::new(false),
+            finalizable: Cell::new(false),
         }));
         // SAFETY: just allocated, and never moved again.
         for l in unsafe { &*st }.all_lists() {

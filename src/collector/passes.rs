@@ -270,13 +270,9 @@ pub(crate) unsafe fn detect_garbage(
 /// into `max_gen`'s suspects, and takes in the rest by walking both
 /// ([`update_and_subtract`]).
 ///
-/// Returns the examined objects, and whether the lists of `max_gen` were
-/// merged and walked (the caller must then `forget_all` both before
-/// [`partition`]); otherwise every examined object is already in no list,
-/// and the objects not examined are still in their lists, with their own
-/// generation numbers. If a `Trace` impl panics, every object is filed back
-/// where its flags say (the merged ones as `max_gen`) before the panic is
-/// returned.
+/// Returns the examined objects (see [`Search`]). If a `Trace` impl panics,
+/// every object is filed back where its flags say (the merged ones as
+/// `max_gen`) before the panic is returned.
 ///
 /// # Safety
 ///
@@ -287,8 +283,9 @@ pub(crate) unsafe fn search_from_suspects(
     limit: usize,
     spare: Option<Nodes>,
     arena: &Bump,
-) -> Result<(Nodes, bool), Box<dyn core::any::Any + Send>> {
+) -> Result<Search, Box<dyn core::any::Any + Send>> {
     let mut nodes = Nodes::recycle(spare);
+    let mut all_garbage = false;
     // `nodes[..unlinked]` are in no list; the rest, in the merged lists.
     let mut unlinked = 0;
     let mut merged = false;
@@ -358,10 +355,16 @@ pub(crate) unsafe fn search_from_suspects(
             // SAFETY: every examined object is set up and its edges
             // subtracted.
             unsafe { mark(&nodes, arena) };
+        } else {
+            all_garbage = true;
         }
     });
     match std::panic::catch_unwind(run) {
-        Ok(()) => Ok((nodes, merged)),
+        Ok(()) => Ok(Search {
+            nodes,
+            merged,
+            all_garbage,
+        }),
         Err(payload) => {
             if merged {
                 for list in [whole, rest] {
@@ -385,6 +388,21 @@ pub(crate) unsafe fn search_from_suspects(
             Err(payload)
         }
     }
+}
+
+/// What [`search_from_suspects`] found.
+pub(crate) struct Search {
+    /// The examined objects, in the order the later passes walk them.
+    pub(crate) nodes: Nodes,
+    /// The lists of `max_gen` were merged and walked: the caller must
+    /// `forget_all` both before [`partition`] or [`condemn_all`]. Otherwise
+    /// every examined object is already in no list, and the objects not
+    /// examined are still in their lists, with their own generation numbers.
+    pub(crate) merged: bool,
+    /// No examined object is referenced from outside the set, so none was
+    /// reached: all of them are garbage, and [`condemn_all`] may stand in for
+    /// [`partition`].
+    pub(crate) all_garbage: bool,
 }
 
 /// `update_refs` and `subtract_refs` in one walk, for a set that an object's
@@ -608,6 +626,34 @@ pub(crate) unsafe fn partition(
     }
     nodes.truncate(kept);
     reached
+}
+
+/// [`partition`] for a search that reached nothing: every examined object
+/// is garbage, so there is nothing to file and no mark to test. Restores
+/// null links (the garbage is left in no list) and calls `on_unreached` on
+/// each object, in order. This is the case of whole structures dropped at
+/// once, where the collection's passes are most of the cost of freeing them,
+/// so the walk is kept to the bare stores.
+///
+/// # Safety
+///
+/// - As for [`partition`], and the search must have reported `all_garbage`.
+pub(crate) unsafe fn condemn_all(
+    nodes: &[NonNull<Links>],
+    mut on_unreached: impl FnMut(NonNull<Header>, &Header),
+) {
+    walk::each(nodes, |node| {
+        // SAFETY: examined objects are alive and in no list; the scratch word
+        // is overwritten once, here.
+        unsafe {
+            let l = node.as_ref();
+            debug_assert_eq!(scratch(l) & REACHED, 0, "a reached object in all-garbage");
+            l.next.set(ptr::null());
+            l.prev.set(ptr::null());
+            let h = Header::from_links(node);
+            on_unreached(h, h.as_ref());
+        }
+    })
 }
 
 struct WeakScan;
