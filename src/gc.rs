@@ -891,6 +891,34 @@ mod tests {
         assert!(w.upgrade().is_none());
     }
 
+    /// The collector's hold and marks on a garbage object, taken in one
+    /// update: the clean mark's bias goes, the count gains one, and a count
+    /// that would wrap spills as a clone's would.
+    #[test]
+    fn condemn_holds_and_marks_in_one_update() {
+        use crate::header::DIRTY;
+        let a = Gc::new(core::cell::RefCell::new(None::<Gc<u64>>));
+        let h = a.header();
+        let was = h.condemn(a.ptr);
+        assert_eq!(was & (DIRTY | DROPPED | WEAK_CLEARED), 0, "clean before");
+        assert!(h.has(DIRTY) && h.has(DROPPED) && h.has(WEAK_CLEARED));
+        assert_eq!(Gc::strong_count(&a), 2, "the hold is one reference");
+        h.clear(DROPPED | WEAK_CLEARED);
+        // A dirty object holding the largest stored count.
+        h.set_strong_raw(u32::MAX);
+        let was = h.condemn(a.ptr);
+        assert_ne!(was & DIRTY, 0);
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize + 1);
+        // Back to one handle and a clean, live object in its list.
+        h.clear(DROPPED | WEAK_CLEARED);
+        h.reset_strong_for_test(a.ptr, 1);
+        assert!(h.try_clean());
+        assert!(Gc::try_get(&a).is_some());
+        let w = Gc::downgrade(&a);
+        drop(a);
+        assert!(w.upgrade().is_none());
+    }
+
     #[test]
     fn weak_count_spills_past_its_bits() {
         let a = Gc::new(7u64);

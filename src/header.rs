@@ -592,6 +592,25 @@ impl Header {
         }
     }
 
+    /// The collector takes its own strong reference on a garbage object and
+    /// marks it for destruction (`DROPPED`, `WEAK_CLEARED`, `DIRTY`; see
+    /// `collector::collect`): each word read and written once. Returns the
+    /// flags as they were.
+    #[inline(always)]
+    pub(crate) fn condemn(&self, me: NonNull<Header>) -> u32 {
+        let w = self.word.get();
+        // Once `DIRTY` is set the word carries no bias: the count, plus one.
+        let n = self.strong.get().wrapping_sub(self.bias()).wrapping_add(1);
+        self.strong.set(n);
+        self.word.set(w | DIRTY | DROPPED | WEAK_CLEARED);
+        if n == 0 {
+            // Wrapped, as in `inc_strong`: only a dirty object can hold the
+            // largest count.
+            self.spill_strong(me);
+        }
+        w
+    }
+
     /// Clears `DIRTY` if the stored count fits below the bias; says whether
     /// the object is clean now. One that stays dirty is only a suspect more.
     /// The caller files it in the right list.

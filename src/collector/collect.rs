@@ -43,7 +43,7 @@ use super::list::List;
 use super::nodes::Nodes;
 use super::{passes, trashcan, trigger, walk, State};
 use crate::control::{CollectionInfo, Phase, DEBUG_STATS};
-use crate::header::{Header, Links, DROPPED, FINALIZED, HAS_CALLBACKS, PERMANENT, WEAK_CLEARED};
+use crate::header::{Header, Links, DROPPED, FINALIZED, HAS_CALLBACKS, PERMANENT};
 use crate::weak::Registration;
 
 /// Collects generation `gen` (0..=2) and everything younger. Returns the
@@ -124,33 +124,22 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 ..
             }) => {
                 // Hold, and (a) clear weak references, as the garbage is
-                // found: `Weak::upgrade` fails from here on. Most garbage has
-                // neither weak callbacks nor finalizers; then no user code
-                // runs before the values are dropped, and the objects can be
-                // marked for (e) at once. Otherwise those marks wait.
-                let mut user_code = false;
+                // found. Most garbage has neither weak callbacks nor
+                // finalizers; then no user code runs before the values are
+                // dropped, and the objects can be marked for (e) at once.
+                // Otherwise `destroy_garbage` lifts `DROPPED` while user code
+                // runs.
                 let finalizable = st.finalizable.get();
-                let hold = |p: NonNull<Header>, h: &Header| {
-                    h.inc_strong(p);
-                    h.set(WEAK_CLEARED);
-                    for_destruction(h);
-                    user_code |= h.has(HAS_CALLBACKS)
-                        || (finalizable
-                            // SAFETY: garbage is alive; the detection found
-                            // it in the collector's lists, so it is tracked.
-                            && unsafe { Header::vtable(p) }.finalize.is_some()
-                            && !h.has(FINALIZED));
-                };
+                let hold = |p: NonNull<Header>, h: &Header| condemn(p, h, finalizable);
                 // The garbage is left in no list: destroying it needs only
                 // the array, and user code, when there is some, needs the
                 // garbage list, which is then built (`destroy_garbage`).
                 // SAFETY: detection succeeded, nothing ran since, and every
                 // examined object is in no list; `hold` neither frees nor
                 // unlinks.
-                let mut survivors = unsafe {
+                let (mut survivors, user_code) = unsafe {
                     if all_garbage {
-                        passes::condemn_all(&examined, hold);
-                        0
+                        (0, passes::condemn_all(&examined, hold))
                     } else {
                         passes::partition(
                             &mut examined,
@@ -313,23 +302,34 @@ fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Heade
     });
 }
 
-/// Sets the marks every garbage object carries before the first value is
-/// dropped in step (e):
+/// The collector's hold on a garbage object, and the marks it carries before
+/// the first value is dropped in step (e) (all set by [`Header::condemn`]):
+/// - `WEAK_CLEARED`: step (a), `Weak::upgrade` fails from here on;
 /// - `DROPPED`: `Drop` code that reaches a peer gets a clear panic rather
 ///   than a dropped value;
 /// - `DIRTY`: garbage is never examined again, and it is in no list its
 ///   flags name (it sits in the array, or in the garbage list), so a handle
 ///   to it released by a dropped value or by user code must not make
 ///   `Gc::drop` file it as a suspect; with the mark already set it does not.
+///
+/// Returns whether the object has user code to run before its value is
+/// dropped: weak callbacks, or a finalizer that has not run yet.
+/// `finalizable`: whether the thread ever allocated an object with a
+/// finalizer (`State::finalizable`).
 #[inline(always)]
-fn for_destruction(h: &Header) {
-    h.set(DROPPED);
-    h.set_dirty();
+fn condemn(p: NonNull<Header>, h: &Header, finalizable: bool) -> bool {
+    let was = h.condemn(p);
+    was & HAS_CALLBACKS != 0
+        || (finalizable
+            // SAFETY: garbage is alive; the detection found it in the
+            // collector's lists, so it is tracked.
+            && unsafe { Header::vtable(p) }.finalize.is_some()
+            && was & FINALIZED == 0)
 }
 
 /// Steps b to e for the objects `garbage` lists, which are in no list and on
 /// which the collector already holds a reference, with weak references
-/// cleared and the marks of [`for_destruction`] set.
+/// cleared and the marks of [`condemn`] set.
 /// `user_code`: whether any of them has weak callbacks or a finalizer to run.
 /// Returns how many were destroyed.
 fn destroy_garbage(
@@ -413,7 +413,7 @@ unsafe fn unlink_garbage(st: &State, list: &List, node: NonNull<Links>) -> NonNu
     // SAFETY: forwarded from the caller; the header is only borrowed briefly.
     unsafe {
         let h = Header::from_links(node);
-        // `DIRTY` stays (see `for_destruction`): an unlinked object is never
+        // `DIRTY` stays (see `condemn`): an unlinked object is never
         // filed again, and handles released later skip `dirty::mark`.
         if !node.as_ref().next.get().is_null() {
             list.remove(node);
@@ -489,7 +489,7 @@ fn run_user_code(
                 Some(list),
                 // Marked and counted below, with the rest of the resurrected.
                 true,
-                |_, _| {},
+                |_, _| false,
             );
             // `examined` now holds what is still garbage.
             *garbage = examined;

@@ -556,7 +556,9 @@ impl Visit for Grow<'_, '_> {
 /// is `None`. Restores real `prev` pointers. Leaves in `nodes` only the
 /// unreached objects, in their new list order, and calls `on_unreached` on
 /// each of them (so that the caller's first walk over the garbage costs no
-/// extra pass over memory); their flags are the caller's to set.
+/// extra pass over memory); their flags are the caller's to set. Returns
+/// how many objects were reached, and whether `on_unreached` returned `true`
+/// for any object.
 ///
 /// With `clear_dirty`, the `DIRTY` marks of the reached objects go: the
 /// caller examined every generation, or every object a suspect reaches, so
@@ -564,7 +566,6 @@ impl Visit for Grow<'_, '_> {
 /// (which is marked when it is unfrozen), and whatever they lost before no
 /// longer matters. Otherwise a reached object may owe its survival to an
 /// older object that is itself garbage, and must stay suspect (see `dirty`).
-/// Returns how many objects were reached.
 ///
 /// # Safety
 ///
@@ -582,10 +583,11 @@ pub(crate) unsafe fn partition(
     reached_gen: usize,
     unreached_to: Option<&List>,
     clear_dirty: bool,
-    mut on_unreached: impl FnMut(NonNull<Header>, &Header),
-) -> usize {
+    mut on_unreached: impl FnMut(NonNull<Header>, &Header) -> bool,
+) -> (usize, bool) {
     let mut reached = 0;
     let mut kept = 0;
+    let mut any = false;
     for i in 0..nodes.len() {
         let node = nodes[i];
         if let Some(&ahead) = nodes.get(i + walk::AHEAD) {
@@ -620,18 +622,19 @@ pub(crate) unsafe fn partition(
                 }
                 nodes[kept] = node;
                 kept += 1;
-                on_unreached(h, header);
+                any |= on_unreached(h, header);
             }
         }
     }
     nodes.truncate(kept);
-    reached
+    (reached, any)
 }
 
 /// [`partition`] for a search that reached nothing: every examined object
 /// is garbage, so there is nothing to file and no mark to test. Restores
 /// null links (the garbage is left in no list) and calls `on_unreached` on
-/// each object, in order. This is the case of whole structures dropped at
+/// each object, in order; returns whether it returned `true` for any. This
+/// is the case of whole structures dropped at
 /// once, where the collection's passes are most of the cost of freeing them,
 /// so the walk is kept to the bare stores.
 ///
@@ -640,8 +643,9 @@ pub(crate) unsafe fn partition(
 /// - As for [`partition`], and the search must have reported `all_garbage`.
 pub(crate) unsafe fn condemn_all(
     nodes: &[NonNull<Links>],
-    mut on_unreached: impl FnMut(NonNull<Header>, &Header),
-) {
+    mut on_unreached: impl FnMut(NonNull<Header>, &Header) -> bool,
+) -> bool {
+    let mut any = false;
     walk::each(nodes, |node| {
         // SAFETY: examined objects are alive and in no list; the scratch word
         // is overwritten once, here.
@@ -651,9 +655,10 @@ pub(crate) unsafe fn condemn_all(
             l.next.set(ptr::null());
             l.prev.set(ptr::null());
             let h = Header::from_links(node);
-            on_unreached(h, h.as_ref());
+            any |= on_unreached(h, h.as_ref());
         }
-    })
+    });
+    any
 }
 
 struct WeakScan;
