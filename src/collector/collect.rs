@@ -358,8 +358,8 @@ fn destroy_garbage(
         each_node(garbage, |_, h| h.set(DROPPED));
     }
 
-    // (e) Each object leaves the list, its value is dropped, and the
-    // collector's hold goes. Values dropped later may still release handles
+    // (e) Each object leaves the garbage list if it is in it, its value is
+    // dropped, and the collector's hold goes. Values dropped later may still release handles
     // to objects freed earlier: the hold guarantees those are only freed
     // once nothing refers to them, by the last such release.
     //
@@ -367,6 +367,10 @@ fn destroy_garbage(
     // a panic the walk finishes the object whose value panicked and resumes
     // with the next one.
     let destroyed = garbage.len();
+    trigger::on_deallocs(st, destroyed);
+    // Only garbage that user code ran for was put in the garbage list.
+    let in_list = user_code;
+    let garbage: &[NonNull<Links>] = garbage;
     trashcan::scope(st, || {
         let mut next = 0;
         while next < garbage.len() {
@@ -380,9 +384,18 @@ fn destroy_garbage(
                     // SAFETY: each garbage object is held, marked `DROPPED`
                     // (no handle dereferences its value any more) and visited
                     // once, so its value is dropped and the hold released
-                    // exactly once, here.
+                    // exactly once, here. A linked one is in `list` (the
+                    // collector files garbage nowhere else), and only the
+                    // collector unlinks it.
                     unsafe {
-                        let h = unlink_garbage(st, list, garbage[i]);
+                        let node = garbage[i];
+                        if in_list && !node.as_ref().next.get().is_null() {
+                            // `DIRTY` stays (see `condemn`): an unlinked
+                            // object is never filed again, and handles
+                            // released later skip `dirty::mark`.
+                            list.remove(node);
+                        }
+                        let h = Header::from_links(node);
                         (Header::vtable(h).drop_garbage)(h);
                     }
                 }
@@ -400,27 +413,6 @@ fn destroy_garbage(
         }
     });
     destroyed
-}
-
-/// The start of step (e) for one garbage object: it leaves its list, if it
-/// is in one, and the allocation count. Returns its header.
-///
-/// # Safety
-///
-/// - `node` must be a held garbage object, in `list` or in no list.
-#[inline(always)]
-unsafe fn unlink_garbage(st: &State, list: &List, node: NonNull<Links>) -> NonNull<Header> {
-    // SAFETY: forwarded from the caller; the header is only borrowed briefly.
-    unsafe {
-        let h = Header::from_links(node);
-        // `DIRTY` stays (see `condemn`): an unlinked object is never
-        // filed again, and handles released later skip `dirty::mark`.
-        if !node.as_ref().next.get().is_null() {
-            list.remove(node);
-        }
-        trigger::on_dealloc(st);
-        h
-    }
 }
 
 /// The end of step (e) for one garbage object whose value panicked while

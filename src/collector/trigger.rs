@@ -35,6 +35,13 @@ pub(crate) fn on_dealloc(st: &State) {
     st.counts[0].set(c.saturating_sub(1));
 }
 
+/// Called when a collection destroys `n` tracked objects.
+#[inline]
+pub(crate) fn on_deallocs(st: &State, n: usize) {
+    let c = st.counts[0].get();
+    st.counts[0].set(c.saturating_sub(n));
+}
+
 #[cold]
 fn collect_scheduled(st: &State) {
     for gen in (0..3).rev() {
