@@ -891,28 +891,42 @@ mod tests {
         assert!(w.upgrade().is_none());
     }
 
-    /// The collector's hold and marks on a garbage object, taken in one
-    /// update: the clean mark's bias goes, the count gains one, and a count
-    /// that would wrap spills as a clone's would.
+    /// The hold and marks the search puts on every object it takes in, in
+    /// one update: the clean mark's bias goes, the count gains one, and a
+    /// count that would wrap spills as a clone's would. Acquitting restores
+    /// the count and the flags as they were.
     #[test]
-    fn condemn_holds_and_marks_in_one_update() {
+    fn condemn_and_acquit_restore_the_header() {
         use crate::header::DIRTY;
         let a = Gc::new(core::cell::RefCell::new(None::<Gc<u64>>));
         let h = a.header();
         let was = h.condemn(a.ptr);
         assert_eq!(was & (DIRTY | DROPPED | WEAK_CLEARED), 0, "clean before");
-        assert!(h.has(DIRTY) && h.has(DROPPED) && h.has(WEAK_CLEARED));
+        assert!(h.has(DIRTY) && h.has(WEAK_CLEARED) && !h.has(DROPPED));
         assert_eq!(Gc::strong_count(&a), 2, "the hold is one reference");
-        h.clear(DROPPED | WEAK_CLEARED);
-        // A dirty object holding the largest stored count.
-        h.set_strong_raw(u32::MAX);
+        h.acquit(a.ptr, true, false);
+        assert!(!h.has(DIRTY) && !h.has(WEAK_CLEARED));
+        assert_eq!(Gc::strong_count(&a), 1);
+
+        // A dirty object whose weak references were cleared once stays so.
+        drop(a.clone());
+        h.set(WEAK_CLEARED);
         let was = h.condemn(a.ptr);
-        assert_ne!(was & DIRTY, 0);
+        h.acquit(a.ptr, was & DIRTY == 0, was & WEAK_CLEARED != 0);
+        assert!(h.has(DIRTY) && h.has(WEAK_CLEARED));
+        assert_eq!(Gc::strong_count(&a), 1);
+        h.clear(WEAK_CLEARED);
+
+        // A dirty object holding the largest stored count spills, and comes
+        // back from the table when acquitted.
+        h.set_strong_raw(u32::MAX);
+        h.condemn(a.ptr);
         assert_eq!(Gc::strong_count(&a), u32::MAX as usize + 1);
-        // Back to one handle and a clean, live object in its list.
-        h.clear(DROPPED | WEAK_CLEARED);
+        h.acquit(a.ptr, false, false);
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize);
+
+        // Back to one handle: a live suspect, in the suspects' list.
         h.reset_strong_for_test(a.ptr, 1);
-        assert!(h.try_clean());
         assert!(Gc::try_get(&a).is_some());
         let w = Gc::downgrade(&a);
         drop(a);

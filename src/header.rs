@@ -592,23 +592,43 @@ impl Header {
         }
     }
 
-    /// The collector takes its own strong reference on a garbage object and
-    /// marks it for destruction (`DROPPED`, `WEAK_CLEARED`, `DIRTY`; see
-    /// `collector::collect`): each word read and written once. Returns the
-    /// flags as they were.
+    /// The collector takes its own strong reference on an object its search
+    /// has taken in, and marks it `DIRTY` and `WEAK_CLEARED`, as it will be if
+    /// it turns out to be garbage (see `collector::passes`): each word read
+    /// and written once. Returns the flags as they were, which
+    /// [`Header::acquit`] needs to undo this.
     #[inline(always)]
     pub(crate) fn condemn(&self, me: NonNull<Header>) -> u32 {
         let w = self.word.get();
         // Once `DIRTY` is set the word carries no bias: the count, plus one.
         let n = self.strong.get().wrapping_sub(self.bias()).wrapping_add(1);
         self.strong.set(n);
-        self.word.set(w | DIRTY | DROPPED | WEAK_CLEARED);
+        self.word.set(w | DIRTY | WEAK_CLEARED);
         if n == 0 {
             // Wrapped, as in `inc_strong`: only a dirty object can hold the
             // largest count.
             self.spill_strong(me);
         }
         w
+    }
+
+    /// Undoes [`Header::condemn`] on an object found alive: the collector's
+    /// reference goes, and `DIRTY` and `WEAK_CLEARED` are as they were
+    /// (`was_clean`, `had_cleared`). Nothing may have changed the object's
+    /// count since, but the collector's own hold.
+    #[inline]
+    pub(crate) fn acquit(&self, me: NonNull<Header>, was_clean: bool, had_cleared: bool) {
+        let dead = self.dec_strong(me);
+        debug_assert!(!dead, "an object found alive had no reference but the hold");
+        if was_clean {
+            // The count is what it was when the object was clean, so it
+            // fits beside the clean mark again.
+            let clean = self.try_clean();
+            debug_assert!(clean);
+        }
+        if !had_cleared {
+            self.clear(WEAK_CLEARED);
+        }
     }
 
     /// Clears `DIRTY` if the stored count fits below the bias; says whether

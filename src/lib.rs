@@ -62,9 +62,9 @@
 //! most once in the object's life, while all of the garbage is still intact; a
 //! finalizer may *resurrect* its object by storing a handle to it, so the
 //! collector checks again, and what is reachable now survives. Only then are the
-//! values dropped. From the first step on, each garbage object is marked as
-//! dropped before any value is dropped, so a `Drop` impl that reaches into a
-//! peer of its own cycle gets a clear panic rather than freed memory.
+//! values dropped, one object after another, each object marked as dropped no
+//! later than its value is: a `Drop` impl that reaches into a peer of its own
+//! cycle finds it whole or gets a clear panic, never freed memory.
 //!
 //! # Deep structures
 //!

@@ -342,10 +342,16 @@ fn a_trace_panic_in_a_full_search_loses_nothing() {
         let heap = settled_heap(n);
         let young: Vec<_> = (0..50).map(|_| leaf()).collect();
         let weak = dropped_ring(ring, Some(heap[0].clone()));
+        let counts: Vec<_> = heap.iter().map(Gc::strong_count).collect();
         PANIC_AT.with(|p| p.set(panic_at));
         let outcome = std::panic::catch_unwind(gencc::collect);
         assert!(outcome.is_err(), "the trace panic reaches the caller");
         assert!(weak.upgrade().is_some(), "nothing was freed");
+        assert_eq!(
+            heap.iter().map(Gc::strong_count).collect::<Vec<_>>(),
+            counts,
+            "the search gave back every reference it took"
+        );
         assert!(heap.iter().chain(&young).all(gencc::is_tracked));
         assert_eq!(gencc::collect(), ring, "the garbage is found next time");
         assert!(weak.upgrade().is_none());

@@ -257,6 +257,62 @@ fn try_get_and_debug_of_a_dropped_peer() {
     assert_eq!((drops_of(1), drops_of(2)), (1, 1));
 }
 
+/// Garbage with no user code to run before its values are dropped (no
+/// finalizer, no weak callback on the thread) is marked dropped object by
+/// object, as the collector comes to it. A `Drop` that reaches a peer then
+/// finds it whole, if the peer's turn has not come, or dropped: the first
+/// value dropped sees its peer intact, the last sees its peer dropped, and
+/// none reads anything else.
+#[test]
+fn without_user_code_drop_finds_each_peer_whole_or_dropped() {
+    struct Probe {
+        label: String,
+        peer: RefCell<Option<Gc<Probe>>>,
+    }
+    // SAFETY: `peer` is the only handle, owned and reported once.
+    unsafe impl Trace for Probe {
+        fn trace(&self, tracer: &mut Tracer<'_>) {
+            self.peer.trace(tracer);
+        }
+    }
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let peer = self.peer.borrow();
+            let peer = peer.as_ref().expect("every probe has a peer");
+            let seen = Gc::try_get(peer).map(|p| p.label.clone());
+            event(format!("{} saw {seen:?}", self.label));
+        }
+    }
+    // This test's thread never allocates `Node`, whose type has a finalizer.
+    let probes: Vec<_> = (0..3)
+        .map(|i| {
+            Gc::new(Probe {
+                label: format!("p{i}"),
+                peer: RefCell::new(None),
+            })
+        })
+        .collect();
+    for i in 0..3 {
+        *probes[i].peer.borrow_mut() = Some(probes[(i + 1) % 3].clone());
+    }
+    drop(probes);
+    assert_eq!(gencc::collect(), 3);
+    let log = events();
+    assert_eq!(log.len(), 3, "{log:?}");
+    for (i, line) in log.iter().enumerate() {
+        let me: usize = line[1..2].parse().unwrap();
+        let peer = format!("p{}", (me + 1) % 3);
+        let whole = format!("p{me} saw Some({peer:?})");
+        let dropped = format!("p{me} saw None");
+        assert!(*line == whole || *line == dropped, "{line}");
+        match i {
+            0 => assert_eq!(*line, whole, "nothing is dropped before the first"),
+            2 => assert_eq!(*line, dropped, "everything else is dropped before the last"),
+            _ => {}
+        }
+    }
+}
+
 #[test]
 fn handle_to_a_dropped_peer_stored_by_drop_code_is_inert_and_frees_once() {
     fn store_peer(this: &Node) {

@@ -20,11 +20,16 @@
 //!      all it reaches, survives;
 //!    - e. drop the values of the rest, then free them.
 //!
-//! From step 3 on the collector holds one strong reference to each garbage
-//! object, so that user code (callbacks, finalizers, `Drop`) can never free an
-//! object the collector is still walking; and every garbage object is marked
-//! dropped before the first value is dropped, so a `Drop` that reaches a peer
-//! gets a clear panic instead of a dangling read.
+//! The collector holds one strong reference to each garbage object, taken
+//! by the search of step 1 (see `passes`), so that user code (callbacks,
+//! finalizers, `Drop`) can never free an object the collector is still
+//! walking. Each garbage object is marked dropped before its value is
+//! dropped, and when user code runs in steps b and c, all of them before the
+//! first value is. A `Drop` that reaches a peer in the same garbage thus finds
+//! it intact (its turn has not come) or dropped, in which case dereferencing
+//! it panics with a clear message: never a dangling read. CPython's
+//! `tp_clear`, run on one garbage object after another, leaves its peers
+//! cleared or not in the same way.
 //!
 //! User code that panics does not stop the collection: the panic is caught,
 //! the collection finishes with the heap consistent, and the first panic is
@@ -123,33 +128,47 @@ pub(crate) fn collect_generation(st: &State, gen: usize, with_callbacks: bool) -
                 all_garbage,
                 ..
             }) => {
-                // Hold, and (a) clear weak references, as the garbage is
-                // found. Most garbage has neither weak callbacks nor
-                // finalizers; then no user code runs before the values are
-                // dropped, and the objects can be marked for (e) at once.
-                // Otherwise `destroy_garbage` lifts `DROPPED` while user code
-                // runs.
+                // The search took the hold and did (a) on everything it
+                // examined; the partition gives back what survives. Most
+                // garbage has neither weak callbacks nor finalizers; then no
+                // user code runs before the values are dropped, and the
+                // objects can be marked for (e) at once. Otherwise
+                // `destroy_garbage` lifts `DROPPED` while user code runs.
+                //
+                // When everything examined is garbage and no object of this
+                // thread can have user code to run, no walk is needed before
+                // the destruction, which marks each object as it comes to it.
                 let finalizable = st.finalizable.get();
-                let hold = |p: NonNull<Header>, h: &Header| condemn(p, h, finalizable);
+                let user_code_possible = finalizable
+                    || st
+                        .registrations
+                        .try_borrow()
+                        .map_or(true, |r| !r.is_empty());
+                let sentence = |p: NonNull<Header>, h: &Header| sentence(p, h, finalizable);
                 // The garbage is left in no list: destroying it needs only
                 // the array, and user code, when there is some, needs the
                 // garbage list, which is then built (`destroy_garbage`).
                 // SAFETY: detection succeeded, nothing ran since, and every
-                // examined object is in no list; `hold` neither frees nor
-                // unlinks.
+                // examined object is in no list; `sentence` neither frees
+                // nor unlinks.
                 let (mut survivors, user_code) = unsafe {
-                    if all_garbage {
-                        (0, passes::condemn_all(&examined, hold))
-                    } else {
+                    if !all_garbage {
                         passes::partition(
                             &mut examined,
-                            old,
-                            st.suspects(old_gen),
-                            old_gen,
-                            None,
-                            gen == 2,
-                            hold,
+                            passes::Filing {
+                                reached_to: old,
+                                suspects_to: st.suspects(old_gen),
+                                reached_gen: old_gen,
+                                unreached_to: None,
+                                clear_dirty: gen == 2,
+                                taken_in: true,
+                            },
+                            sentence,
                         )
+                    } else if user_code_possible {
+                        (0, passes::each_unreached(&examined, sentence))
+                    } else {
+                        (0, false)
                     }
                 };
                 // What the search did not reach is alive: it is promoted
@@ -302,34 +321,34 @@ fn each_node(nodes: &[NonNull<Links>], mut f: impl FnMut(NonNull<Header>, &Heade
     });
 }
 
-/// The collector's hold on a garbage object, and the marks it carries before
-/// the first value is dropped in step (e) (all set by [`Header::condemn`]):
-/// - `WEAK_CLEARED`: step (a), `Weak::upgrade` fails from here on;
-/// - `DROPPED`: `Drop` code that reaches a peer gets a clear panic rather
-///   than a dropped value;
+/// The marks every garbage object carries before its value is dropped in
+/// step (e). The search set two of them, with the collector's hold
+/// ([`Header::condemn`]):
+/// - `WEAK_CLEARED`: step (a), `Weak::upgrade` fails from the search on;
 /// - `DIRTY`: garbage is never examined again, and it is in no list its
 ///   flags name (it sits in the array, or in the garbage list), so a handle
 ///   to it released by a dropped value or by user code must not make
 ///   `Gc::drop` file it as a suspect; with the mark already set it does not.
 ///
-/// Returns whether the object has user code to run before its value is
-/// dropped: weak callbacks, or a finalizer that has not run yet.
-/// `finalizable`: whether the thread ever allocated an object with a
-/// finalizer (`State::finalizable`).
+/// This sets the third, `DROPPED`: `Drop` code that reaches the object gets a
+/// clear panic rather than a dropped value. Returns whether the object has
+/// user code to run before its value is dropped: weak callbacks, or a
+/// finalizer that has not run yet. `finalizable`: whether the thread ever
+/// allocated an object with a finalizer (`State::finalizable`).
 #[inline(always)]
-fn condemn(p: NonNull<Header>, h: &Header, finalizable: bool) -> bool {
-    let was = h.condemn(p);
-    was & HAS_CALLBACKS != 0
+fn sentence(p: NonNull<Header>, h: &Header, finalizable: bool) -> bool {
+    h.set(DROPPED);
+    h.has(HAS_CALLBACKS)
         || (finalizable
             // SAFETY: garbage is alive; the detection found it in the
             // collector's lists, so it is tracked.
             && unsafe { Header::vtable(p) }.finalize.is_some()
-            && was & FINALIZED == 0)
+            && !h.has(FINALIZED))
 }
 
 /// Steps b to e for the objects `garbage` lists, which are in no list and on
 /// which the collector already holds a reference, with weak references
-/// cleared and the marks of [`condemn`] set.
+/// cleared and the marks of [`sentence`] set, or about to be.
 /// `user_code`: whether any of them has weak callbacks or a finalizer to run.
 /// Returns how many were destroyed.
 fn destroy_garbage(
@@ -344,7 +363,7 @@ fn destroy_garbage(
     if garbage.is_empty() {
         return 0;
     }
-    // The hold and step (a) were taken as `partition` found the garbage.
+    // The hold and step (a) were taken by the search.
     if user_code {
         // User code sees the garbage as tracked objects (`is_tracked`), as
         // before it was found; and step (d) runs the passes on it as a list.
@@ -358,10 +377,12 @@ fn destroy_garbage(
         each_node(garbage, |_, h| h.set(DROPPED));
     }
 
-    // (e) Each object leaves the garbage list if it is in it, its value is
-    // dropped, and the collector's hold goes. Values dropped later may still release handles
-    // to objects freed earlier: the hold guarantees those are only freed
-    // once nothing refers to them, by the last such release.
+    // (e) Each object leaves the garbage list if it is in it (or gets null
+    // links, from the scratch word and stale pointer the search left when no
+    // walk came between), is marked `DROPPED` if it is not yet, its value is
+    // dropped, and the collector's hold goes. Values dropped later may still
+    // release handles to objects freed earlier: the hold guarantees those are
+    // only freed once nothing refers to them, by the last such release.
     //
     // One `catch_unwind` covers the whole walk rather than each value: after
     // a panic the walk finishes the object whose value panicked and resumes
@@ -382,20 +403,26 @@ fn destroy_garbage(
                         walk::prefetch(ahead);
                     }
                     // SAFETY: each garbage object is held, marked `DROPPED`
-                    // (no handle dereferences its value any more) and visited
-                    // once, so its value is dropped and the hold released
-                    // exactly once, here. A linked one is in `list` (the
-                    // collector files garbage nowhere else), and only the
-                    // collector unlinks it.
+                    // here at the latest (no handle dereferences its value
+                    // any more), and visited once, so its value is dropped
+                    // and the hold released exactly once, here. With
+                    // `in_list`, a linked one is in `list` (the collector
+                    // files garbage nowhere else), and only the collector
+                    // unlinks it; otherwise no object is in a list.
                     unsafe {
                         let node = garbage[i];
-                        if in_list && !node.as_ref().next.get().is_null() {
-                            // `DIRTY` stays (see `condemn`): an unlinked
+                        let l = node.as_ref();
+                        if in_list && !l.next.get().is_null() {
+                            // `DIRTY` stays (see `sentence`): an unlinked
                             // object is never filed again, and handles
                             // released later skip `dirty::mark`.
                             list.remove(node);
+                        } else {
+                            l.next.set(core::ptr::null());
+                            l.prev.set(core::ptr::null());
                         }
                         let h = Header::from_links(node);
+                        h.as_ref().set(DROPPED);
                         (Header::vtable(h).drop_garbage)(h);
                     }
                 }
@@ -475,12 +502,17 @@ fn run_user_code(
             list.forget_all();
             passes::partition(
                 &mut examined,
-                resurrected,
-                resurrected,
-                old_gen,
-                Some(list),
-                // Marked and counted below, with the rest of the resurrected.
-                true,
+                passes::Filing {
+                    reached_to: resurrected,
+                    suspects_to: resurrected,
+                    reached_gen: old_gen,
+                    unreached_to: Some(list),
+                    // Marked and counted below, with the rest of the
+                    // resurrected.
+                    clear_dirty: true,
+                    // Held already: the hold is given back below.
+                    taken_in: false,
+                },
                 |_, _| false,
             );
             // `examined` now holds what is still garbage.

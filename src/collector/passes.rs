@@ -7,9 +7,11 @@
 //! a pointer:
 //!
 //! ```text
-//! bits 2..  gc_refs     strong count minus references from inside the list
-//! bit 1     REACHED     found reachable from outside the list
-//! bit 0     COLLECTING  the object belongs to the list being examined
+//! bits 4..  gc_refs      strong count minus references from inside the list
+//! bit 3     HAD_CLEARED  (search) `WEAK_CLEARED` was set before it was taken in
+//! bit 2     WAS_CLEAN    (search) `DIRTY` was clear before it was taken in
+//! bit 1     REACHED      found reachable from outside the list
+//! bit 0     COLLECTING   the object belongs to the list being examined
 //! ```
 //!
 //! Real pointers are 8-aligned, so an object whose `prev` has bit 0 clear is
@@ -18,8 +20,27 @@
 //! `next` links are never touched, so the list can always be walked and, after
 //! the passes or after a panic in `Trace`, relinked by [`List::relink`].
 //!
-//! The real strong count is only read, never written: a panic in the middle
-//! leaves nothing to undo but the scratch words.
+//! # The search condemns what it takes in
+//!
+//! Whatever the search finds unreachable is destroyed, and before the first
+//! value is dropped the collector must hold a reference to every garbage
+//! object and have marked it `DIRTY` and `WEAK_CLEARED` (see `collect`).
+//! That is one write to every object's header, and on a heap larger than
+//! the cache a walk that only writes headers costs as much memory traffic as
+//! one that traces: on a ring of a million nodes it took 3.5 ns per object,
+//! a quarter of the collection. The search already writes each object's
+//! scratch word, on the same cache line, so it takes the hold and sets the
+//! marks there and then ([`Header::condemn`]), and keeps in the scratch word
+//! what it needs to undo them. Garbage is the common case of a search that
+//! finds anything: the objects found alive, fewer, are acquitted by
+//! [`partition`] ([`Header::acquit`]), and if a `Trace` impl panics, every
+//! object taken in is acquitted before it is filed back.
+//!
+//! Nothing user code can see changes before the first value is dropped:
+//! `Trace` may neither create nor drop handles (its rule 3), so the held
+//! count and the marks are observable from `trace` only through
+//! `Gc::strong_count`. The detection on the garbage list after finalizers
+//! ([`detect_garbage`]) takes nothing: its objects are held already.
 
 use core::ptr::{self, NonNull};
 
@@ -30,13 +51,15 @@ use super::list::List;
 use super::nodes::{Nodes, SMALL};
 use super::walk;
 use super::State;
-use crate::header::{Header, Links, DIRTY};
+use crate::header::{Header, Links, DIRTY, WEAK_CLEARED};
 use crate::trace::Tracer;
 use crate::weak::Registration;
 
-const COLLECTING: usize = 0b01;
-const REACHED: usize = 0b10;
-const SHIFT: u32 = 2;
+const COLLECTING: usize = 0b0001;
+const REACHED: usize = 0b0010;
+const WAS_CLEAN: usize = 0b0100;
+const HAD_CLEARED: usize = 0b1000;
+const SHIFT: u32 = 4;
 /// The largest `gc_refs` the scratch word can hold. A larger strong count is
 /// clamped, which can only make an object look more referenced from outside,
 /// never less: safe, at worst a missed collection.
@@ -307,7 +330,7 @@ pub(crate) unsafe fn search_from_suspects(
                 // becomes a scratch word, and set up at once.
                 unsafe {
                     suspects.take_out(seed);
-                    grow.sub.0.add(enter(seed, 0));
+                    grow.sub.0.add(take_in(seed, 0));
                 }
                 grow.nodes.push(seed);
                 unlinked = grow.nodes.len();
@@ -368,6 +391,10 @@ pub(crate) unsafe fn search_from_suspects(
         Err(payload) => {
             if merged {
                 for list in [whole, rest] {
+                    // SAFETY: the merged lists' `next` chains are intact; the
+                    // objects of them the search took in are acquitted once,
+                    // here, before relinking overwrites their scratch words.
+                    unsafe { acquit_taken_in(list) };
                     list.relink();
                     list.each_header(|h| h.set_generation(max_gen));
                 }
@@ -377,10 +404,12 @@ pub(crate) unsafe fn search_from_suspects(
             // already reported: `unlinked` was not updated for them.
             let unlinked = if merged { unlinked } else { nodes.len() };
             for &node in &nodes[..unlinked] {
-                // SAFETY: an examined object in no list, alive; filing it
-                // overwrites its scratch word. Its flags are unchanged, so it
-                // goes back to the list it was taken from.
+                // SAFETY: an object the search took in, in no list, alive.
+                // Acquitted, its flags are as they were, so filing it (which
+                // overwrites its scratch word) puts it back in the list it
+                // was taken from.
                 unsafe {
+                    acquit(node);
                     st.list_of(Header::from_links(node).as_ref())
                         .push_back(node)
                 };
@@ -390,18 +419,41 @@ pub(crate) unsafe fn search_from_suspects(
     }
 }
 
+/// Acquits the objects of `list` that the search took in.
+///
+/// # Safety
+///
+/// - `list`'s `next` chain must be intact and lead through live tracked
+///   objects; those with a scratch word must have been taken in by the
+///   search and not acquitted yet.
+unsafe fn acquit_taken_in(list: &List) {
+    let end = list.sentinel();
+    let mut cur = list.first();
+    while let Some(node) = cur.filter(|n| *n != end) {
+        // SAFETY: forwarded from the caller; only `prev` and the header
+        // change, so `next` is read before and stays valid.
+        unsafe {
+            let next = node.as_ref().next.get();
+            if scratch(node.as_ref()) & COLLECTING != 0 {
+                acquit(node);
+            }
+            cur = NonNull::new(next.cast_mut());
+        }
+    }
+}
+
 /// What [`search_from_suspects`] found.
 pub(crate) struct Search {
     /// The examined objects, in the order the later passes walk them.
     pub(crate) nodes: Nodes,
     /// The lists of `max_gen` were merged and walked: the caller must
-    /// `forget_all` both before [`partition`] or [`condemn_all`]. Otherwise
+    /// `forget_all` both before [`partition`] or [`each_unreached`]. Otherwise
     /// every examined object is already in no list, and the objects not
     /// examined are still in their lists, with their own generation numbers.
     pub(crate) merged: bool,
     /// No examined object is referenced from outside the set, so none was
-    /// reached: all of them are garbage, and [`condemn_all`] may stand in for
-    /// [`partition`].
+    /// reached: all of them are garbage, and [`each_unreached`] may stand in
+    /// for [`partition`], or no walk at all.
     pub(crate) all_garbage: bool,
 }
 
@@ -448,7 +500,7 @@ unsafe fn update_and_subtract(
                     walk::prefetch(n);
                 }
                 if scratch(l) & COLLECTING == 0 {
-                    visit.sub.0.add(enter(node, 0));
+                    visit.sub.0.add(take_in(node, 0));
                 }
                 nodes.push(node);
                 trace(node, &mut visit);
@@ -470,13 +522,66 @@ unsafe fn enter(links: NonNull<Links>, internal: usize) -> usize {
     // SAFETY: forwarded from the caller.
     unsafe {
         let header = Header::from_links(links);
-        let refs = header
-            .as_ref()
-            .strong(header)
-            .saturating_sub(internal)
-            .min(MAX_REFS);
+        let refs = gc_refs(header, internal);
         set_scratch(links.as_ref(), (refs << SHIFT) | COLLECTING);
         refs
+    }
+}
+
+/// # Safety
+///
+/// - `header` must belong to a live object.
+#[inline(always)]
+unsafe fn gc_refs(header: NonNull<Header>, internal: usize) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe { header.as_ref() }
+        .strong(header)
+        .saturating_sub(internal)
+        .min(MAX_REFS)
+}
+
+/// [`enter`] for the search: the object is also condemned (see the module
+/// docs), and its scratch word records what [`acquit`] restores.
+///
+/// # Safety
+///
+/// - `links` must belong to a live tracked object that is not set up yet.
+#[inline]
+unsafe fn take_in(links: NonNull<Links>, internal: usize) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let header = Header::from_links(links);
+        // Read before the hold is added.
+        let refs = gc_refs(header, internal);
+        let was = header.as_ref().condemn(header);
+        let mut word = (refs << SHIFT) | COLLECTING;
+        if was & DIRTY == 0 {
+            word |= WAS_CLEAN;
+        }
+        if was & WEAK_CLEARED != 0 {
+            word |= HAD_CLEARED;
+        }
+        set_scratch(links.as_ref(), word);
+        refs
+    }
+}
+
+/// Undoes [`take_in`] on an object that is not garbage after all. Its
+/// scratch word is still in `prev`, to be overwritten by the caller.
+///
+/// # Safety
+///
+/// - `links` must belong to a live object that [`take_in`] set up, acquitted
+///   at most once.
+#[inline]
+unsafe fn acquit(links: NonNull<Links>) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let word = scratch(links.as_ref());
+        let header = Header::from_links(links);
+        header
+            .as_ref()
+            .acquit(header, word & WAS_CLEAN != 0, word & HAD_CLEARED != 0);
     }
 }
 
@@ -511,8 +616,9 @@ impl Visit for SubtractLazily<'_> {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
         if meet(&mut self.sub, links, self.max_gen).is_some() {
-            // SAFETY: alive (see `meet`). This edge is the first from inside.
-            self.sub.0.add(unsafe { enter(links, 1) });
+            // SAFETY: alive (see `meet`), not set up. This edge is the first
+            // from inside.
+            self.sub.0.add(unsafe { take_in(links, 1) });
         }
     }
 }
@@ -544,33 +650,48 @@ impl Visit for Grow<'_, '_> {
                 walk::prefetch(next);
             }
             self.st.list_of(header.as_ref()).take_out(links);
-            self.sub.0.add(enter(links, 1));
+            self.sub.0.add(take_in(links, 1));
         }
         self.nodes.push(links);
     }
 }
 
-/// Files the examined objects: the reached ones, with generation number
-/// `reached_gen`, at the tail of `reached_to`, or of `suspects_to` if they
-/// stay `DIRTY`; the rest at the tail of `unreached_to`, or in no list if it
-/// is `None`. Restores real `prev` pointers. Leaves in `nodes` only the
-/// unreached objects, in their new list order, and calls `on_unreached` on
-/// each of them (so that the caller's first walk over the garbage costs no
-/// extra pass over memory); their flags are the caller's to set. Returns
-/// how many objects were reached, and whether `on_unreached` returned `true`
-/// for any object.
-///
-/// With `clear_dirty`, the `DIRTY` marks of the reached objects go: the
-/// caller examined every generation, or every object a suspect reaches, so
-/// "reached" means reachable from outside the heap or from a frozen object
-/// (which is marked when it is unfrozen), and whatever they lost before no
-/// longer matters. Otherwise a reached object may owe its survival to an
-/// older object that is itself garbage, and must stay suspect (see `dirty`).
+/// Where [`partition`] files the objects it examined.
+pub(crate) struct Filing<'a> {
+    /// The reached objects that are clean, with generation number
+    /// `reached_gen`.
+    pub(crate) reached_to: &'a List,
+    /// The reached objects that stay `DIRTY`.
+    pub(crate) suspects_to: &'a List,
+    pub(crate) reached_gen: usize,
+    /// The unreached objects, or no list if `None`.
+    pub(crate) unreached_to: Option<&'a List>,
+    /// The `DIRTY` marks of the reached objects go: the caller examined
+    /// every generation, or every object a suspect reaches, so "reached"
+    /// means reachable from outside the heap or from a frozen object (which
+    /// is marked when it is unfrozen), and whatever they lost before no
+    /// longer matters. Otherwise a reached object may owe its survival to an
+    /// older object that is itself garbage, and must stay suspect (see
+    /// `dirty`).
+    pub(crate) clear_dirty: bool,
+    /// The objects come from [`search_from_suspects`], which condemned them
+    /// all; the reached ones are acquitted first. The unreached ones keep the
+    /// collector's reference and the marks.
+    pub(crate) taken_in: bool,
+}
+
+/// Files the examined objects as `to` says, and restores real `prev`
+/// pointers. Leaves in `nodes` only the unreached objects, in their new list
+/// order, and calls `on_unreached` on each of them (so that the caller's
+/// first walk over the garbage costs no extra pass over memory); their flags
+/// are the caller's to set. Returns how many objects were reached, and
+/// whether `on_unreached` returned `true` for any object.
 ///
 /// # Safety
 ///
-/// - `detect_garbage` or `search_from_suspects` must have succeeded and returned
-///   `nodes`; no user code may have run since.
+/// - `detect_garbage` (with `taken_in` false) or `search_from_suspects` (with
+///   `taken_in` true) must have succeeded and returned `nodes`; no user code
+///   may have run since.
 /// - No examined object may be in a list any more: the list they were
 ///   examined in was emptied with `forget_all`, or they were unlinked.
 /// - The destination lists must be well formed. Unreached objects left in no
@@ -578,11 +699,7 @@ impl Visit for Grow<'_, '_> {
 /// - `on_unreached` must not free the object or touch its links.
 pub(crate) unsafe fn partition(
     nodes: &mut Nodes,
-    reached_to: &List,
-    suspects_to: &List,
-    reached_gen: usize,
-    unreached_to: Option<&List>,
-    clear_dirty: bool,
+    to: Filing<'_>,
     mut on_unreached: impl FnMut(NonNull<Header>, &Header) -> bool,
 ) -> (usize, bool) {
     let mut reached = 0;
@@ -600,19 +717,22 @@ pub(crate) unsafe fn partition(
             let header = h.as_ref();
             if scratch(node.as_ref()) & REACHED != 0 {
                 reached += 1;
-                header.set_generation(reached_gen);
-                if clear_dirty {
+                if to.taken_in {
+                    acquit(node);
+                }
+                header.set_generation(to.reached_gen);
+                if to.clear_dirty {
                     // Stays dirty if its count does not fit beside the
                     // clean mark; it is then filed as a suspect below.
                     header.try_clean();
                 }
                 if header.has(DIRTY) {
-                    suspects_to.push_back(node);
+                    to.suspects_to.push_back(node);
                 } else {
-                    reached_to.push_back(node);
+                    to.reached_to.push_back(node);
                 }
             } else {
-                match unreached_to {
+                match to.unreached_to {
                     Some(to) => to.push_back(node),
                     None => {
                         let l = node.as_ref();
@@ -633,15 +753,16 @@ pub(crate) unsafe fn partition(
 /// [`partition`] for a search that reached nothing: every examined object
 /// is garbage, so there is nothing to file and no mark to test. Restores
 /// null links (the garbage is left in no list) and calls `on_unreached` on
-/// each object, in order; returns whether it returned `true` for any. This
-/// is the case of whole structures dropped at
-/// once, where the collection's passes are most of the cost of freeing them,
-/// so the walk is kept to the bare stores.
+/// each object, in order; returns whether it returned `true` for any.
+///
+/// The caller needs this walk only when it has something to do for each
+/// object before any value is dropped (user code may have to run); otherwise
+/// the destruction walk does the rest object by object.
 ///
 /// # Safety
 ///
 /// - As for [`partition`], and the search must have reported `all_garbage`.
-pub(crate) unsafe fn condemn_all(
+pub(crate) unsafe fn each_unreached(
     nodes: &[NonNull<Links>],
     mut on_unreached: impl FnMut(NonNull<Header>, &Header) -> bool,
 ) -> bool {
