@@ -26,9 +26,10 @@
 //! value is dropped the collector must hold a reference to every garbage
 //! object and have marked it `DIRTY` and `WEAK_CLEARED` (see `collect`).
 //! That is one write to every object's header, and on a heap larger than
-//! the cache a walk that only writes headers costs as much memory traffic as
-//! one that traces: on a ring of a million nodes it took 3.5 ns per object,
-//! a quarter of the collection. The search already writes each object's
+//! the cache a walk that does little more still pays for bringing every
+//! object's line in and writing it back: on a ring of a million nodes it
+//! took 3.5 ns per object, a quarter of the collection. The search already
+//! writes each object's
 //! scratch word, on the same cache line, so it takes the hold and sets the
 //! marks there and then ([`Header::condemn`]), and keeps in the scratch word
 //! what it needs to undo them. Garbage is the common case of a search that
