@@ -9,7 +9,8 @@
 //!    allocates or keeps alive from here on is judged by the next collection,
 //!    not this one.
 //! 3. Destroy the garbage, in the order PEP 442 fixes:
-//!    - a. clear every weak reference to it;
+//!    - a. clear every weak reference to it (done by the search of step 1
+//!      on everything it examines, and undone on what survives);
 //!    - b. run the callbacks of the weak references that are not garbage
 //!      themselves, only once all are cleared, so no callback can reach
 //!      garbage through a weak reference;
@@ -24,8 +25,10 @@
 //! by the search of step 1 (see `passes`), so that user code (callbacks,
 //! finalizers, `Drop`) can never free an object the collector is still
 //! walking. Each garbage object is marked dropped before its value is
-//! dropped, and when user code runs in steps b and c, all of them before the
-//! first value is. A `Drop` that reaches a peer in the same garbage thus finds
+//! dropped; all of them before the first value is, when something survived
+//! or the thread has finalizers or weak callbacks (then a walk over the
+//! garbage comes before step e anyway). A `Drop` that reaches a peer in the
+//! same garbage thus finds
 //! it intact (its turn has not come) or dropped, in which case dereferencing
 //! it panics with a clear message: never a dangling read. CPython's
 //! `tp_clear`, run on one garbage object after another, leaves its peers
