@@ -29,10 +29,9 @@
 //! the cache a walk that does little more still pays for bringing every
 //! object's line in and writing it back: on a ring of a million nodes it
 //! took 3.5 ns per object, a quarter of the collection. The search already
-//! writes each object's
-//! scratch word, on the same cache line, so it takes the hold and sets the
-//! marks there and then ([`Header::condemn`]), and keeps in the scratch word
-//! what it needs to undo them. Garbage is the common case of a search that
+//! writes each object's scratch word, on the same cache line, so it takes
+//! the hold and sets the marks there and then ([`Header::condemn`]), and
+//! keeps in the scratch word what it needs to undo them. Garbage is the common case of a search that
 //! finds anything: the objects found alive, fewer, are acquitted by
 //! [`partition`] ([`Header::acquit`]), and if a `Trace` impl panics, every
 //! object taken in is acquitted before it is filed back.
@@ -529,6 +528,9 @@ unsafe fn enter(links: NonNull<Links>, internal: usize) -> usize {
     }
 }
 
+/// The object's strong count less `internal`, clamped to what the scratch
+/// word holds.
+///
 /// # Safety
 ///
 /// - `header` must belong to a live object.
