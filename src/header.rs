@@ -375,7 +375,7 @@ impl<T: Trace + 'static> TypeInfo<T> {
     /// # Safety
     ///
     /// - As for [`Header::deallocate`], and the box must be a box of `T`.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn deallocate(header: NonNull<Header>) {
         // SAFETY: the box of `T` starts `HEADER_OFFSET` bytes (plus the
         // prefix, with the vtable inline) before its header and was

@@ -6,6 +6,13 @@
 //! heap keeps a side table from each object to its registrations, and a flag
 //! bit in the object's header says whether it has any, so objects without
 //! callbacks never touch the table.
+//!
+//! Both kinds are one word, as `std::rc::Weak` is: a handle with a callback
+//! points at its registration instead of the object (the low bit tells them
+//! apart), and the registration knows the object. A weak reference per node,
+//! a parent link or a cache entry, then costs what it costs in `Rc`, and the
+//! plain handle's `upgrade` tests one bit before reading the header, as it
+//! tested for [`Weak::new`] before.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -41,8 +48,13 @@ use crate::Gc;
 /// assert!(weak.upgrade().is_none());
 /// ```
 pub struct Weak<T: Trace + 'static> {
-    ptr: NonNull<Header>,
-    registration: Option<Rc<Registration>>,
+    /// With bit 0 clear, the object's header. With it set, either
+    /// [`DANGLING`] (a handle to nothing), or a registration (from
+    /// `Rc::into_raw`, one count of which this handle owns) that holds the
+    /// header. Headers are 4-aligned and registrations 8-aligned, so the bit
+    /// is free; a tagged registration has bits 1 and 2 clear, `DANGLING`
+    /// has them set.
+    ptr: NonNull<()>,
     _marker: PhantomData<T>,
 }
 
@@ -51,8 +63,9 @@ pub(crate) struct Registration {
     /// Called with the referent's header while its allocation is alive; it
     /// makes the dead `Weak` the user's callback receives.
     callback: Cell<Option<Callback>>,
-    /// Address of the referent's header: the side-table key.
-    object: usize,
+    /// The referent: its address is the side-table key, and the handles that
+    /// share this registration reach the object through it.
+    header: NonNull<Header>,
     /// Whether the side table still holds one `Rc` to this registration.
     attached: Cell<bool>,
     /// Scratch of a collection: part of the batch being decided.
@@ -62,6 +75,10 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
+    fn key(&self) -> usize {
+        self.header.addr().get()
+    }
+
     pub(crate) fn count_internal_handle(&self) {
         if self.scanning.get() {
             self.internal.set(self.internal.get() + 1);
@@ -105,14 +122,14 @@ pub(crate) fn register<T: Trace + 'static>(
     });
     let reg = Rc::new(Registration {
         callback: Cell::new(Some(call)),
-        object: object.addr().get(),
+        header: object,
         attached: Cell::new(true),
         scanning: Cell::new(false),
         internal: Cell::new(0),
     });
     st.registrations
         .borrow_mut()
-        .entry(reg.object)
+        .entry(reg.key())
         .or_default()
         .push(reg.clone());
     reg
@@ -172,7 +189,7 @@ fn detach(registration: &Rc<Registration>, object: NonNull<Header>) {
     let st = state();
     let removed = {
         let mut table = st.registrations.borrow_mut();
-        let Some(regs) = table.get_mut(&registration.object) else {
+        let Some(regs) = table.get_mut(&registration.key()) else {
             return;
         };
         let Some(i) = regs.iter().position(|r| Rc::ptr_eq(r, registration)) else {
@@ -180,7 +197,7 @@ fn detach(registration: &Rc<Registration>, object: NonNull<Header>) {
         };
         let removed = regs.remove(i);
         if regs.is_empty() {
-            table.swap_remove(&registration.object);
+            table.swap_remove(&registration.key());
             // SAFETY: the weak handle being dropped keeps the allocation alive.
             unsafe { object.as_ref() }.clear(HAS_CALLBACKS);
         }
@@ -198,6 +215,9 @@ fn detach(registration: &Rc<Registration>, object: NonNull<Header>) {
 /// The address `Weak::new` uses: never a real header, never dereferenced.
 const DANGLING: usize = usize::MAX;
 
+/// The bit of `Weak::ptr` that marks a registration (or `DANGLING`).
+const TAGGED: usize = 1;
+
 impl<T: Trace + 'static> Weak<T> {
     /// A weak handle to nothing; [`upgrade`](Weak::upgrade) always returns
     /// `None`.
@@ -209,28 +229,70 @@ impl<T: Trace + 'static> Weak<T> {
         Weak {
             // SAFETY: `DANGLING` is not zero.
             ptr: unsafe { NonNull::new_unchecked(ptr::without_provenance_mut(DANGLING)) },
-            registration: None,
             _marker: PhantomData,
         }
     }
 
-    pub(crate) fn from_parts(ptr: NonNull<Header>, registration: Option<Rc<Registration>>) -> Self {
+    /// A handle to `header`, which owns one weak reference to it (taken by
+    /// the caller) and, with `registration`, that share of it.
+    pub(crate) fn from_parts(
+        header: NonNull<Header>,
+        registration: Option<Rc<Registration>>,
+    ) -> Self {
+        let ptr = match registration {
+            None => header.cast(),
+            Some(reg) => {
+                debug_assert_eq!(reg.header, header);
+                let raw = Rc::into_raw(reg).cast_mut();
+                // SAFETY: `Rc::into_raw` never returns null.
+                let raw = unsafe { NonNull::new_unchecked(raw) };
+                raw.map_addr(|a| a | TAGGED).cast()
+            }
+        };
         Weak {
             ptr,
-            registration,
             _marker: PhantomData,
+        }
+    }
+
+    /// The registration this handle shares, as the pointer `Rc::into_raw`
+    /// gave, if it has one.
+    #[inline]
+    fn registration_ptr(&self) -> Option<NonNull<Registration>> {
+        let addr = self.ptr.addr().get();
+        if addr & TAGGED == 0 || addr == DANGLING {
+            return None;
+        }
+        let raw = self.ptr.as_ptr().map_addr(|a| a & !TAGGED).cast();
+        // SAFETY: untagged, this is the address `Rc::into_raw` returned.
+        Some(unsafe { NonNull::new_unchecked(raw) })
+    }
+
+    #[inline]
+    fn registration(&self) -> Option<&Registration> {
+        // SAFETY: this handle owns one count of the registration's `Rc`,
+        // which keeps it alive while `self` is borrowed.
+        self.registration_ptr().map(|r| unsafe { r.as_ref() })
+    }
+
+    /// The object's header, unless this is a handle to nothing. The plain
+    /// handle, the common one, is a single test.
+    #[inline]
+    fn target(&self) -> Option<NonNull<Header>> {
+        if self.ptr.addr().get() & TAGGED == 0 {
+            Some(self.ptr.cast())
+        } else {
+            self.registration().map(|r| r.header)
         }
     }
 
     #[inline]
-    fn header(&self) -> Option<&Header> {
-        if self.ptr.addr().get() == DANGLING {
-            None
-        } else {
-            // SAFETY: a non-dangling weak handle holds one weak reference,
-            // which keeps the allocation (not the value) alive.
-            Some(unsafe { self.ptr.as_ref() })
-        }
+    fn header(&self) -> Option<(NonNull<Header>, &Header)> {
+        self.target().map(|p| {
+            // SAFETY: a handle to an object holds one weak reference, which
+            // keeps the allocation (not the value) alive while it exists.
+            (p, unsafe { p.as_ref() })
+        })
     }
 
     /// A strong handle, if the value is still alive and the collector has not
@@ -243,12 +305,12 @@ impl<T: Trace + 'static> Weak<T> {
     /// assert!(Gc::ptr_eq(&w.upgrade().unwrap(), &a));
     /// ```
     pub fn upgrade(&self) -> Option<Gc<T>> {
-        let h = self.header()?;
+        let (p, h) = self.header()?;
         if h.strong_is_zero() || h.has(WEAK_CLEARED | DROPPED) {
             return None;
         }
-        h.inc_strong(self.ptr);
-        Some(Gc::from_header(self.ptr))
+        h.inc_strong(p);
+        Some(Gc::from_header(p))
     }
 
     /// The number of strong handles, or 0 if [`upgrade`](Weak::upgrade) would
@@ -264,7 +326,7 @@ impl<T: Trace + 'static> Weak<T> {
     /// ```
     pub fn strong_count(&self) -> usize {
         match self.header() {
-            Some(h) if !h.has(WEAK_CLEARED) && !h.has(DROPPED) => h.strong(self.ptr),
+            Some((p, h)) if !h.has(WEAK_CLEARED) && !h.has(DROPPED) => h.strong(p),
             _ => 0,
         }
     }
@@ -281,7 +343,7 @@ impl<T: Trace + 'static> Weak<T> {
     /// ```
     pub fn weak_count(&self) -> usize {
         match self.header() {
-            Some(h) if h.strong(self.ptr) > 0 => h.weak(self.ptr) - 1,
+            Some((p, h)) if h.strong(p) > 0 => h.weak(p) - 1,
             _ => 0,
         }
     }
@@ -296,7 +358,7 @@ impl<T: Trace + 'static> Weak<T> {
     /// assert!(Weak::ptr_eq(&Weak::<i32>::new(), &Weak::new()));
     /// ```
     pub fn ptr_eq(&self, other: &Self) -> bool {
-        self.ptr == other.ptr
+        self.target() == other.target()
     }
 }
 
@@ -321,28 +383,44 @@ impl<T: Trace + 'static> Clone for Weak<T> {
     /// assert!(w.clone().upgrade().is_some());
     /// ```
     fn clone(&self) -> Self {
-        if let Some(h) = self.header() {
-            h.inc_weak(self.ptr);
+        if let Some((p, h)) = self.header() {
+            h.inc_weak(p);
         }
-        Weak::from_parts(self.ptr, self.registration.clone())
+        if let Some(reg) = self.registration_ptr() {
+            // SAFETY: the pointer came from `Rc::into_raw`, and this handle's
+            // count keeps the registration alive; the clone owns the new
+            // count.
+            unsafe { Rc::increment_strong_count(reg.as_ptr()) };
+        }
+        Weak {
+            ptr: self.ptr,
+            _marker: PhantomData,
+        }
     }
 }
 
 impl<T: Trace + 'static> Drop for Weak<T> {
     fn drop(&mut self) {
-        if let Some(reg) = self.registration.take() {
+        let Some(p) = self.target() else {
+            return;
+        };
+        if let Some(reg) = self.registration_ptr() {
+            // SAFETY: the pointer came from `Rc::into_raw`, and this handle
+            // owns one count, given back here, once.
+            let reg = unsafe { Rc::from_raw(reg.as_ptr()) };
             // This handle and the side table are the last two owners.
             if reg.attached.get() && Rc::strong_count(&reg) == 2 {
-                detach(&reg, self.ptr);
+                detach(&reg, p);
             }
         }
-        if let Some(h) = self.header() {
-            if h.dec_weak(self.ptr) {
-                // SAFETY: the last weak reference, including the implicit one
-                // of the strong handles, so the value is dropped and nothing
-                // else refers to the allocation.
-                unsafe { TypeInfo::<T>::deallocate(self.ptr) };
-            }
+        // SAFETY: this handle's weak reference keeps the allocation alive
+        // until the decrement below.
+        let h = unsafe { p.as_ref() };
+        if h.dec_weak(p) {
+            // SAFETY: the last weak reference, including the implicit one
+            // of the strong handles, so the value is dropped and nothing
+            // else refers to the allocation.
+            unsafe { TypeInfo::<T>::deallocate(p) };
         }
     }
 }
@@ -365,7 +443,7 @@ unsafe impl<T: Trace + 'static> Trace for Weak<T> {
 
     #[inline]
     fn trace(&self, tracer: &mut Tracer<'_>) {
-        if let Some(reg) = &self.registration {
+        if let Some(reg) = self.registration() {
             tracer.weak(reg);
         }
     }

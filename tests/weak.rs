@@ -190,6 +190,20 @@ fn ptr_eq_is_identity_of_the_allocation() {
 }
 
 #[test]
+fn a_weak_handle_is_one_word_with_or_without_a_callback() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<Weak<Node>>(), size_of::<std::rc::Weak<Node>>());
+    assert_eq!(size_of::<Option<Weak<Node>>>(), size_of::<usize>());
+    let a = Node::gc(1);
+    let cb = Gc::downgrade_with(&a, |_| {});
+    let cb2 = cb.clone();
+    assert!(Gc::ptr_eq(&cb2.upgrade().unwrap(), &a));
+    assert_eq!((cb.strong_count(), cb.weak_count()), (1, 2));
+    drop(cb);
+    assert_eq!(cb2.weak_count(), 1);
+}
+
+#[test]
 fn weak_to_untracked_types() {
     let s = Gc::new(String::from("text"));
     assert!(!Gc::is_tracked(&s));
