@@ -603,13 +603,18 @@ struct SubtractLazily<'a> {
 fn meet(sub: &mut Subtract<'_>, links: NonNull<Links>, max_gen: usize) -> Option<NonNull<Header>> {
     // SAFETY: reported by `Trace` from a live handle, so the object is
     // alive, and stays so for the collection.
-    let l = unsafe { links.as_ref() };
-    if scratch(l) & COLLECTING != 0 {
+    if scratch(unsafe { links.as_ref() }) & COLLECTING != 0 {
         sub.strong(links);
         return None;
     }
-    // SAFETY: a tracked box has a header after its links.
-    let header = unsafe { Header::from_links(links) };
+    met_first(links, max_gen)
+}
+
+/// The second half of [`meet`]: whether an object not set up is in the set.
+#[inline]
+fn met_first(links: NonNull<Links>, max_gen: usize) -> Option<NonNull<Header>> {
+    // SAFETY: as in `meet`; a tracked box has a header after its links.
+    let (l, header) = unsafe { (links.as_ref(), Header::from_links(links)) };
     // SAFETY: alive, as above.
     let in_set = !l.next.get().is_null() && unsafe { header.as_ref() }.generation() <= max_gen;
     in_set.then_some(header)
@@ -618,7 +623,22 @@ fn meet(sub: &mut Subtract<'_>, links: NonNull<Links>, max_gen: usize) -> Option
 impl Visit for SubtractLazily<'_> {
     #[inline]
     fn strong(&mut self, links: NonNull<Links>) {
-        if meet(&mut self.sub, links, self.max_gen).is_some() {
+        // SAFETY: as in `meet`.
+        if scratch(unsafe { links.as_ref() }) & COLLECTING != 0 {
+            self.sub.strong(links);
+        } else {
+            self.take_in_first(links);
+        }
+    }
+}
+
+impl SubtractLazily<'_> {
+    /// The first edge from inside to an object not set up yet. Out of line,
+    /// so that the other edge, a subtraction, saves no registers: in a list
+    /// linked both ways every object has one edge of each kind.
+    #[inline(never)]
+    fn take_in_first(&mut self, links: NonNull<Links>) {
+        if met_first(links, self.max_gen).is_some() {
             // SAFETY: alive (see `meet`), not set up. This edge is the first
             // from inside.
             self.sub.0.add(unsafe { take_in(links, 1) });
