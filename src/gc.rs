@@ -933,6 +933,50 @@ mod tests {
         assert!(w.upgrade().is_none());
     }
 
+    /// The search's fast condemnation declines, changing nothing, an object
+    /// whose count is at the largest the header stores or partly in the
+    /// side table; the search then condemns it the long way, and a
+    /// collection that examines it keeps it with its count.
+    #[test]
+    fn try_condemn_leaves_large_counts_to_condemn() {
+        use crate::header::DIRTY;
+        let a = Gc::new(core::cell::RefCell::new(None::<Gc<u64>>));
+        let h = a.header();
+        // Clean: taken at once, as `condemn` would.
+        let word = h.word_for_test();
+        assert_eq!(h.try_condemn(), Some((1, word)));
+        assert!(h.has(DIRTY) && h.has(WEAK_CLEARED));
+        assert_eq!(Gc::strong_count(&a), 2);
+        h.acquit(a.ptr, true, false);
+
+        drop(a.clone());
+        h.set_strong_raw(u32::MAX);
+        let word = h.word_for_test();
+        assert_eq!(h.try_condemn(), None);
+        assert_eq!(
+            (h.word_for_test(), Gc::strong_count(&a)),
+            (word, u32::MAX as usize)
+        );
+        assert_eq!(crate::collect(), 0);
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize);
+        assert!(!h.has(WEAK_CLEARED), "acquitted");
+
+        let b = a.clone();
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize + 1);
+        // A drop files it as a suspect, if the clone left it clean.
+        drop(a.clone());
+        assert!(h.has(DIRTY));
+        assert_eq!(h.try_condemn(), None);
+        assert_eq!(crate::collect(), 0);
+        assert_eq!(Gc::strong_count(&a), u32::MAX as usize + 1);
+        drop(b);
+
+        h.reset_strong_for_test(a.ptr, 1);
+        let w = Gc::downgrade(&a);
+        drop(a);
+        assert!(w.upgrade().is_none());
+    }
+
     #[test]
     fn weak_count_spills_past_its_bits() {
         let a = Gc::new(7u64);

@@ -612,6 +612,23 @@ impl Header {
         w
     }
 
+    /// [`Header::condemn`] for the common object, whose whole count is in
+    /// the header and below the largest it holds: no side table to read or
+    /// write, so the caller's fast path makes no call. Returns the count
+    /// before the hold and the flags as they were, or `None`, with nothing
+    /// changed, for an object that needs `condemn`.
+    #[inline(always)]
+    pub(crate) fn try_condemn(&self) -> Option<(u32, u32)> {
+        let w = self.word.get();
+        let n = self.strong.get().wrapping_sub(self.bias());
+        if w & STRONG_SPILLED != 0 || n == u32::MAX {
+            return None;
+        }
+        self.strong.set(n + 1);
+        self.word.set(w | DIRTY | WEAK_CLEARED);
+        Some((n, w))
+    }
+
     /// Undoes [`Header::condemn`] on an object found alive: the collector's
     /// reference goes, and `DIRTY` and `WEAK_CLEARED` are as they were
     /// (`was_clean`, `had_cleared`). Nothing may have changed the object's
@@ -820,6 +837,12 @@ impl Header {
         overflow::take(me, Count::Strong, usize::MAX);
         self.clear(STRONG_SPILLED);
         self.set_strong_raw(n);
+    }
+
+    /// The flags and weak word, for tests.
+    #[cfg(test)]
+    pub(crate) fn word_for_test(&self) -> u32 {
+        self.word.get()
     }
 
     /// Sets the stored weak count directly, flags untouched, for tests of

@@ -553,20 +553,48 @@ unsafe fn gc_refs(header: NonNull<Header>, internal: usize) -> usize {
 unsafe fn take_in(links: NonNull<Links>, internal: usize) -> usize {
     // SAFETY: forwarded from the caller.
     unsafe {
+        let Some((count, was)) = Header::from_links(links).as_ref().try_condemn() else {
+            return take_in_spilled(links, internal);
+        };
+        let refs = (count as usize).saturating_sub(internal).min(MAX_REFS);
+        set_scratch(links.as_ref(), taken_in(refs, was));
+        refs
+    }
+}
+
+/// [`take_in`] for an object whose count is in the side table, or at the
+/// largest the header holds. Out of line, so that the common path makes no
+/// call and saves no registers.
+///
+/// # Safety
+///
+/// - As for [`take_in`].
+#[cold]
+#[inline(never)]
+unsafe fn take_in_spilled(links: NonNull<Links>, internal: usize) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe {
         let header = Header::from_links(links);
         // Read before the hold is added.
         let refs = gc_refs(header, internal);
         let was = header.as_ref().condemn(header);
-        let mut word = (refs << SHIFT) | COLLECTING;
-        if was & DIRTY == 0 {
-            word |= WAS_CLEAN;
-        }
-        if was & WEAK_CLEARED != 0 {
-            word |= HAD_CLEARED;
-        }
-        set_scratch(links.as_ref(), word);
+        set_scratch(links.as_ref(), taken_in(refs, was));
         refs
     }
+}
+
+/// The scratch word of an object taken in with `refs`, whose flags were
+/// `was` before it was condemned.
+#[inline(always)]
+fn taken_in(refs: usize, was: u32) -> usize {
+    let mut word = (refs << SHIFT) | COLLECTING;
+    if was & DIRTY == 0 {
+        word |= WAS_CLEAN;
+    }
+    if was & WEAK_CLEARED != 0 {
+        word |= HAD_CLEARED;
+    }
+    word
 }
 
 /// Undoes [`take_in`] on an object that is not garbage after all. Its
