@@ -473,20 +473,35 @@ pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout) {
     let count = p.count.get() - 1;
     p.count.set(count);
     if last.is_null() || count == 0 {
-        // A pool that was not full is in its `used` list; with no neighbour
-        // it is the only one there. It stays, empty, for the next
-        // allocation of its class (invariant 2), which then needs no slow
-        // path: a thread that makes and drops one object at a time never
-        // leaves the fast paths.
-        let sole = !last.is_null() && p.prev.get().is_null() && p.next.get().is_null();
-        let heap = heap();
-        if sole && heap.may_keep() {
-            return;
-        }
-        // SAFETY: `pool` is a live pool of this thread whose block was just
-        // freed; `last.is_null()` says whether it was full.
-        unsafe { heap.pool_freed(pool, last.is_null()) }
+        // SAFETY: as above.
+        unsafe { pool_changed_list(pool, last.is_null()) }
     }
+}
+
+/// The end of [`dealloc`] for a pool that was full or is now empty, out of
+/// line so that the common free makes no call but this one, in tail
+/// position, and its callers keep their registers.
+///
+/// # Safety
+///
+/// - `pool` must be a live pool of this thread whose block was just freed;
+///   `was_full` says whether it had no free block before.
+#[cold]
+#[inline(never)]
+unsafe fn pool_changed_list(pool: NonNull<Pool>, was_full: bool) {
+    // SAFETY: forwarded from the caller.
+    let p = unsafe { pool.as_ref() };
+    // A pool that was not full is in its `used` list; with no neighbour it
+    // is the only one there. It stays, empty, for the next allocation of its
+    // class (invariant 2), which then needs no slow path: a thread that
+    // makes and drops one object at a time never leaves the fast paths.
+    let sole = !was_full && p.prev.get().is_null() && p.next.get().is_null();
+    let heap = heap();
+    if sole && heap.may_keep() {
+        return;
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { heap.pool_freed(pool, was_full) }
 }
 
 /// The header of the pool `block` lies in, with the block's provenance (that
