@@ -506,6 +506,25 @@ pub(crate) unsafe fn drop_slow_erased<T: Trace + 'static>(h: NonNull<Header>) {
 pub(crate) unsafe fn release_weak<T: Trace + 'static>(h: NonNull<Header>) {
     // SAFETY: forwarded from the caller.
     unsafe {
+        match h.as_ref().dec_weak_in_header() {
+            Some(true) => TypeInfo::<T>::deallocate(h),
+            Some(false) => {}
+            None => release_weak_spilled::<T>(h),
+        }
+    }
+}
+
+/// [`release_weak`] for a weak count at the largest the header stores,
+/// out of line so that the common path makes no call but the free.
+///
+/// # Safety
+///
+/// - As for [`release_weak`].
+#[cold]
+#[inline(never)]
+unsafe fn release_weak_spilled<T: Trace + 'static>(h: NonNull<Header>) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
         if h.as_ref().dec_weak(h) {
             TypeInfo::<T>::deallocate(h);
         }
@@ -559,6 +578,10 @@ unsafe fn dead<T: Trace + 'static>(h: NonNull<Header>) {
 /// The slow path of a tracked object's `Gc::drop`: the count reached zero,
 /// or the object was clean and becomes a suspect.
 ///
+/// Every call it makes is in tail position, so that it saves no registers:
+/// an object the collector already dropped (half of those in a collected
+/// cycle die here) is freed with no more than its own instructions.
+///
 /// # Safety
 ///
 /// - `h` must be a live tracked box of `T` that just lost a strong reference
@@ -566,7 +589,37 @@ unsafe fn dead<T: Trace + 'static>(h: NonNull<Header>) {
 #[inline(never)]
 unsafe fn released<T: Trace + 'static>(h: NonNull<Header>) {
     // SAFETY: the allocation is alive until the implicit weak reference goes.
-    match unsafe { h.as_ref() }.released(h) {
+    let hdr = unsafe { h.as_ref() };
+    match hdr.released_in_header() {
+        // SAFETY: forwarded from the caller.
+        None => unsafe { released_spilled::<T>(h) },
+        // SAFETY: forwarded from the caller.
+        Some(outcome) => unsafe { act_on::<T>(h, outcome) },
+    }
+}
+
+/// [`released`] for an object part of whose count is in the side table.
+///
+/// # Safety
+///
+/// - As for [`released`].
+#[cold]
+#[inline(never)]
+unsafe fn released_spilled<T: Trace + 'static>(h: NonNull<Header>) {
+    // SAFETY: the allocation is alive until the implicit weak reference goes.
+    let outcome = unsafe { h.as_ref() }.released(h);
+    // SAFETY: forwarded from the caller.
+    unsafe { act_on::<T>(h, outcome) }
+}
+
+/// What [`released`] does once it knows what the lost reference means.
+///
+/// # Safety
+///
+/// - As for [`released`], with `outcome` what [`Header::released`] says.
+#[inline(always)]
+unsafe fn act_on<T: Trace + 'static>(h: NonNull<Header>, outcome: Released) {
+    match outcome {
         // SAFETY: the count just reached zero, so this is the only
         // destruction.
         Released::Dead => unsafe { destroy::<T>(h) },
@@ -975,6 +1028,36 @@ mod tests {
         let w = Gc::downgrade(&a);
         drop(a);
         assert!(w.upgrade().is_none());
+    }
+
+    /// The last strong handle goes while the weak count is spilled: the
+    /// value is dropped, the implicit weak reference comes off through the
+    /// table, and the memory stays for the weak handles.
+    fn death_with_a_spilled_weak_count<T: Trace + 'static>(value: T) {
+        let a = Gc::new(value);
+        let h = a.ptr;
+        let last = Gc::downgrade(&a);
+        // Pretend a few million weak handles exist, then cross the limit.
+        a.header().set_weak_raw(Header::WEAK_MAX - 1);
+        let weaks: Vec<_> = (0..3).map(|_| Gc::downgrade(&a)).collect();
+        assert_eq!(Gc::weak_count(&a), Header::WEAK_MAX as usize + 1);
+        drop(a);
+        assert!(last.upgrade().is_none() && weaks[0].upgrade().is_none());
+        drop(weaks);
+        // SAFETY: `last` keeps the allocation alive. Only it is left of the
+        // weak references, once the pretended ones are taken away.
+        unsafe { h.as_ref() }.set_weak_raw(1);
+        drop(last);
+    }
+
+    #[test]
+    fn death_with_a_spilled_weak_count_untracked() {
+        death_with_a_spilled_weak_count(7u64);
+    }
+
+    #[test]
+    fn death_with_a_spilled_weak_count_tracked() {
+        death_with_a_spilled_weak_count(core::cell::RefCell::new(None::<Gc<u64>>));
     }
 
     #[test]

@@ -751,6 +751,24 @@ impl Header {
         }
     }
 
+    /// [`Header::released`] without the side table: `None`, with nothing
+    /// read or changed beyond the header, when the stored count reached zero
+    /// while part of the count is in the table, for `released` to refill.
+    #[inline(always)]
+    pub(crate) fn released_in_header(&self) -> Option<Released> {
+        if self.strong.get() == self.bias() {
+            if self.has(STRONG_SPILLED) {
+                None
+            } else {
+                Some(Released::Dead)
+            }
+        } else if self.has(DIRTY) {
+            Some(Released::Alive)
+        } else {
+            Some(Released::Suspect)
+        }
+    }
+
     /// Returns `true` when the count reached zero. For every decrement but
     /// the hot path of a tracked object's `Gc::drop`.
     #[inline]
@@ -807,6 +825,21 @@ impl Header {
         } else {
             self.word.set(w + 1);
         }
+    }
+
+    /// [`Header::dec_weak`] without the side table: `None`, with nothing
+    /// changed, when the stored count is at its largest (part of it may be
+    /// in the table), for `dec_weak` to handle.
+    #[inline(always)]
+    pub(crate) fn dec_weak_in_header(&self) -> Option<bool> {
+        let w = self.word.get();
+        let n = w & WEAK_MAX;
+        debug_assert!(n > 0);
+        if n == WEAK_MAX {
+            return None;
+        }
+        self.word.set(w - 1);
+        Some(n == 1)
     }
 
     /// Returns `true` when the count reached zero.

@@ -69,7 +69,7 @@ use crate::header::Header;
 /// - `h` must be a live tracked object, not `DIRTY`.
 /// - No detection may be examining it (`Trace` rule 3: no handle is dropped
 ///   while the collector traces).
-#[inline]
+#[inline(never)]
 pub(crate) unsafe fn mark(h: NonNull<Header>) {
     // SAFETY: a tracked object's box has links; the object is alive.
     let links = unsafe { Header::links(h) };

@@ -35,7 +35,7 @@ const MAX_DEPTH: usize = 64;
 ///
 /// - `header` must be a tracked object whose strong count is zero and that
 ///   no one else is destroying.
-#[inline]
+#[inline(never)]
 pub(crate) unsafe fn release<T: Trace + 'static>(header: NonNull<Header>) {
     let st = state();
     let depth = st.trash_depth.get();
