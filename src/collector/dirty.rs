@@ -62,8 +62,10 @@ use super::state;
 use crate::header::Header;
 
 /// A tracked object's strong count just fell to a positive number: it
-/// becomes a suspect.
+/// becomes a suspect. Out of line, as [`trashcan::release`] is, for
+/// `Gc::drop`'s slow path to reach in tail position.
 ///
+/// [`trashcan::release`]: super::trashcan::release
 /// # Safety
 ///
 /// - `h` must be a live tracked object, not `DIRTY`.
