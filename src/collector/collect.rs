@@ -400,6 +400,8 @@ fn destroy_garbage(
         while next < garbage.len() {
             let mut current = next;
             let outcome = catch_unwind(AssertUnwindSafe(|| {
+                // Copied in, so that the loop keeps it in a register.
+                let (in_list, list) = (in_list, list);
                 for i in next..garbage.len() {
                     current = i;
                     if let Some(&ahead) = garbage.get(i + walk::AHEAD) {
