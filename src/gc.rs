@@ -842,6 +842,14 @@ impl<T: Trace + 'static + Hash> Hash for Gc<T> {
 }
 
 #[cfg(test)]
+impl<T: Trace + 'static> Gc<T> {
+    /// The header pointer, for white-box tests of the collector.
+    pub(crate) fn header_ptr_for_test(&self) -> NonNull<Header> {
+        self.ptr
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

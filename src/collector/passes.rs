@@ -60,10 +60,20 @@ const REACHED: usize = 0b0010;
 const WAS_CLEAN: usize = 0b0100;
 const HAD_CLEARED: usize = 0b1000;
 const SHIFT: u32 = 4;
-/// The largest `gc_refs` the scratch word can hold. A larger strong count is
-/// clamped, which can only make an object look more referenced from outside,
-/// never less: safe, at worst a missed collection.
+/// The largest `gc_refs` the scratch word can hold: 2^60 - 1 on 64-bit
+/// targets, 2^28 - 1 on 32-bit ones. A larger strong count is clamped, and a
+/// clamped count is no longer known exactly: subtracting the edges from
+/// inside could take it to zero while references from outside remain.
 const MAX_REFS: usize = usize::MAX >> SHIFT;
+
+/// Whether subtracting the edges from inside can take a clamped count to
+/// zero. Each such edge is a handle stored in an object of the set (`Trace`
+/// rule 1), so it needs `MAX_REFS` stored handles: 8 EiB with 64-bit
+/// pointers, more than any address space, but 1 GiB with 32-bit ones. Where
+/// it can, a `gc_refs` at `MAX_REFS` is never decremented: the object looks
+/// referenced from outside, which is safe, at worst a missed collection.
+/// Where it cannot, the test is compiled out of the subtraction's hot path.
+const CLAMPED_STAYS: bool = usize::BITS < 64;
 
 /// What the collector does with each edge a [`Tracer`] reports.
 pub(crate) trait Visit {
@@ -172,12 +182,21 @@ impl Visit for Subtract<'_> {
             // by one unit of the strong count, so this cannot go below zero;
             // a broken `Trace` is caught here in debug builds.
             debug_assert!(word >> SHIFT > 0, "Trace reported more edges than handles");
-            if word >> SHIFT > 0 {
-                set_scratch(l, word - (1 << SHIFT));
+            if let Some(less) = subtracted(word, CLAMPED_STAYS) {
+                set_scratch(l, less);
                 self.0.inside();
             }
         }
     }
+}
+
+/// The scratch word `word` with one reference from inside taken off, or
+/// `None` if it stays: at zero (only a broken `Trace` gets there), or clamped
+/// if `clamped_stays` (see [`CLAMPED_STAYS`]).
+#[inline(always)]
+fn subtracted(word: usize, clamped_stays: bool) -> Option<usize> {
+    let refs = word >> SHIFT;
+    (refs > 0 && !(clamped_stays && refs == MAX_REFS)).then(|| word - (1 << SHIFT))
 }
 
 /// Subtract one from `gc_refs` of the target of every edge inside the set.
@@ -852,4 +871,50 @@ impl Visit for WeakScan {
 pub(crate) unsafe fn count_weak_handles(nodes: &[NonNull<Links>]) {
     // SAFETY: forwarded from the caller; this visitor writes no scratch word.
     walk::each(nodes, |node| unsafe { trace(node, &mut WeakScan) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Gc;
+    use core::cell::RefCell;
+
+    /// What an edge from inside the set does to its target's scratch word:
+    /// one reference less, and one less in the sum of outside references.
+    #[test]
+    fn subtraction_takes_one_reference_off() {
+        let a = Gc::new(RefCell::new(None::<Gc<u64>>));
+        // SAFETY: `a` is a live tracked object; its `prev` link is put back
+        // below, before anything reads it as a pointer.
+        let (links, l) = unsafe {
+            let links = Header::links(a.header_ptr_for_test());
+            (links, links.as_ref())
+        };
+        let saved = l.prev.get();
+        let mut outside = Outside(10);
+        for (before, after, sum) in [(5, 4, 9), (1, 0, 8)] {
+            set_scratch(l, (before << SHIFT) | COLLECTING | WAS_CLEAN);
+            Subtract(&mut outside).strong(links);
+            assert_eq!(scratch(l), (after << SHIFT) | COLLECTING | WAS_CLEAN);
+            assert_eq!(outside.0, sum);
+        }
+        l.prev.set(saved);
+    }
+
+    /// Where a clamped count could be subtracted to zero (32-bit targets) it
+    /// stays clamped; zero stays zero everywhere.
+    #[test]
+    fn a_clamped_count_stays_where_it_could_reach_zero() {
+        let word = |refs: usize| (refs << SHIFT) | COLLECTING | HAD_CLEARED;
+        for stays in [false, true] {
+            assert_eq!(subtracted(word(0), stays), None);
+            assert_eq!(subtracted(word(3), stays), Some(word(2)));
+            assert_eq!(
+                subtracted(word(MAX_REFS - 1), stays),
+                Some(word(MAX_REFS - 2))
+            );
+        }
+        assert_eq!(subtracted(word(MAX_REFS), true), None);
+        assert_eq!(subtracted(word(MAX_REFS), false), Some(word(MAX_REFS - 1)));
+    }
 }
