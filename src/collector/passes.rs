@@ -52,6 +52,7 @@ use super::nodes::{Nodes, SMALL};
 use super::walk;
 use super::State;
 use crate::header::{Header, Links, DIRTY, WEAK_CLEARED};
+use crate::primitive::cell::Cell;
 use crate::trace::Tracer;
 use crate::weak::Registration;
 
@@ -91,19 +92,30 @@ fn set_scratch(links: &Links, word: usize) {
     links.prev.set(ptr::without_provenance(word));
 }
 
-/// Trace the object behind `links` with `visit`.
+/// Trace the object behind `links` with `tracer`. A walk that needs its
+/// visitor only through the tracer makes the tracer once, not per object.
 ///
 /// # Safety
 ///
 /// - `links` must belong to a live tracked object whose value is not dropped.
-unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
+unsafe fn trace(links: NonNull<Links>, tracer: &mut Tracer<'_>) {
     // SAFETY: guaranteed by the caller; the vtable's trace expects exactly a
     // live header of its own type.
     unsafe {
         let header = Header::from_links(links);
-        let mut tracer = Tracer { visit };
-        (Header::vtable(header).trace)(header, &mut tracer);
+        (Header::vtable(header).trace)(header, tracer);
     }
+}
+
+/// [`trace`] with a tracer made for this one object, for walks that use
+/// their visitor between objects.
+///
+/// # Safety
+///
+/// - As for [`trace`].
+unsafe fn trace_by(links: NonNull<Links>, visit: &mut dyn Visit) {
+    // SAFETY: forwarded from the caller.
+    unsafe { trace(links, &mut Tracer { visit }) }
 }
 
 /// `gc_refs = strong - hold`, and mark every object as in the set. Returns
@@ -116,7 +128,7 @@ unsafe fn trace(links: NonNull<Links>, visit: &mut dyn Visit) {
 /// # Safety
 ///
 /// - `list` must be a well-formed list of live tracked objects.
-unsafe fn update_refs(list: &List, hold: usize, outside: &mut Outside) -> Nodes {
+unsafe fn update_refs(list: &List, hold: usize, outside: &Outside) -> Nodes {
     // The objects a detection examines, in list order, so that the later
     // passes need not chase links (see `walk`).
     let mut nodes = Nodes::with_capacity(list.len().max(SMALL));
@@ -151,23 +163,31 @@ unsafe fn update_refs(list: &List, hold: usize, outside: &mut Outside) -> Nodes 
 /// The sum saturates instead of overflowing. Once saturated it can only
 /// overstate the true sum (which it then never reaches zero from, as fewer
 /// than `usize::MAX` edges exist), and overstating only costs the scan.
+///
+/// A cell, so that a walk can add to it while its visitor, which subtracts
+/// from it, is lent to the walk's one tracer.
 #[derive(Default)]
-struct Outside(usize);
+struct Outside(Cell<usize>);
 
 impl Outside {
     #[inline]
-    fn add(&mut self, refs: usize) {
-        self.0 = self.0.saturating_add(refs);
+    fn add(&self, refs: usize) {
+        self.0.set(self.0.get().saturating_add(refs));
     }
 
     /// One reference turned out to come from inside the set.
     #[inline]
-    fn inside(&mut self) {
-        self.0 = self.0.saturating_sub(1);
+    fn inside(&self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+
+    #[inline]
+    fn get(&self) -> usize {
+        self.0.get()
     }
 }
 
-struct Subtract<'a>(&'a mut Outside);
+struct Subtract<'a>(&'a Outside);
 
 impl Visit for Subtract<'_> {
     #[inline]
@@ -205,10 +225,11 @@ fn subtracted(word: usize, clamped_stays: bool) -> Option<usize> {
 /// # Safety
 ///
 /// - `nodes` must be what `update_refs` returned.
-unsafe fn subtract_refs(nodes: &[NonNull<Links>], outside: &mut Outside) {
+unsafe fn subtract_refs(nodes: &[NonNull<Links>], outside: &Outside) {
     let mut visit = Subtract(outside);
+    let mut tracer = Tracer { visit: &mut visit };
     // SAFETY: the objects are alive and unmodified since update_refs.
-    walk::each(nodes, |node| unsafe { trace(node, &mut visit) })
+    walk::each(nodes, |node| unsafe { trace(node, &mut tracer) })
 }
 
 struct Mark<'a, 'b> {
@@ -248,7 +269,7 @@ pub(crate) unsafe fn mark(nodes: &[NonNull<Links>], arena: &Bump) {
             set_scratch(l, word | REACHED);
             work.push(node);
             while let Some(next) = work.pop() {
-                trace(next, &mut Mark { work: &mut work });
+                trace_by(next, &mut Mark { work: &mut work });
             }
         }
     })
@@ -272,10 +293,10 @@ pub(crate) unsafe fn detect_garbage(
         // SAFETY: forwarded from the caller; each pass's precondition is the
         // previous pass.
         unsafe {
-            let mut outside = Outside::default();
-            let nodes = update_refs(list, 1, &mut outside);
-            subtract_refs(&nodes, &mut outside);
-            if outside.0 > 0 {
+            let outside = Outside::default();
+            let nodes = update_refs(list, 1, &outside);
+            subtract_refs(&nodes, &outside);
+            if outside.get() > 0 {
                 mark(&nodes, arena);
             }
             nodes
@@ -333,13 +354,13 @@ pub(crate) unsafe fn search_from_suspects(
     let mut merged = false;
     let (whole, rest) = (st.clean(max_gen), st.suspects(max_gen));
     let run = core::panic::AssertUnwindSafe(|| {
-        let mut outside = Outside::default();
+        let outside = Outside::default();
         let mut traced = 0;
         let mut grow = Grow {
             st,
             max_gen,
             nodes: &mut nodes,
-            sub: Subtract(&mut outside),
+            sub: Subtract(&outside),
         };
         'seeds: for g in 0..=max_gen {
             let suspects = st.suspects(g);
@@ -367,7 +388,7 @@ pub(crate) unsafe fn search_from_suspects(
                     }
                     // SAFETY: a set-up object, alive and intact; `Grow` only
                     // unlinks objects that are in a list with real links.
-                    unsafe { trace(node, &mut grow) };
+                    unsafe { trace_by(node, &mut grow) };
                     traced += 1;
                     unlinked = grow.nodes.len();
                 }
@@ -382,18 +403,19 @@ pub(crate) unsafe fn search_from_suspects(
             nodes.reserve_total(unlinked + whole.len() + rest.len());
             let mut lazy = SubtractLazily {
                 max_gen,
-                sub: Subtract(&mut outside),
+                sub: Subtract(&outside),
             };
-            for i in traced..unlinked {
+            let mut tracer = Tracer { visit: &mut lazy };
+            for &node in &nodes[traced..unlinked] {
                 // SAFETY: as above; `SubtractLazily` writes scratch words only.
-                unsafe { trace(nodes[i], &mut lazy) };
+                unsafe { trace(node, &mut tracer) };
             }
             // SAFETY: the two lists now hold every linked object of
             // generations 0 to `max_gen` that is not in `nodes`, and those in
             // `nodes` are set up.
-            unsafe { update_and_subtract(whole, Some(rest), max_gen, &mut nodes, &mut outside) };
+            unsafe { update_and_subtract(whole, Some(rest), max_gen, &mut nodes, &outside) };
         }
-        if outside.0 > 0 {
+        if outside.get() > 0 {
             // SAFETY: every examined object is set up and its edges
             // subtracted.
             unsafe { mark(&nodes, arena) };
@@ -499,12 +521,13 @@ unsafe fn update_and_subtract(
     other: Option<&List>,
     max_gen: usize,
     nodes: &mut Nodes,
-    outside: &mut Outside,
+    outside: &Outside,
 ) {
     let mut visit = SubtractLazily {
         max_gen,
         sub: Subtract(outside),
     };
+    let mut tracer = Tracer { visit: &mut visit };
     for list in [Some(list), other].into_iter().flatten() {
         let end = list.sentinel();
         let mut cur = list.first();
@@ -519,10 +542,10 @@ unsafe fn update_and_subtract(
                     walk::prefetch(n);
                 }
                 if scratch(l) & COLLECTING == 0 {
-                    visit.sub.0.add(take_in(node, 0));
+                    outside.add(take_in(node, 0));
                 }
                 nodes.push(node);
-                trace(node, &mut visit);
+                trace(node, &mut tracer);
                 cur = NonNull::new(next.cast_mut());
             }
         }
@@ -869,8 +892,11 @@ impl Visit for WeakScan {
 ///
 /// - `nodes` must be live tracked objects with intact values.
 pub(crate) unsafe fn count_weak_handles(nodes: &[NonNull<Links>]) {
+    let mut tracer = Tracer {
+        visit: &mut WeakScan,
+    };
     // SAFETY: forwarded from the caller; this visitor writes no scratch word.
-    walk::each(nodes, |node| unsafe { trace(node, &mut WeakScan) })
+    walk::each(nodes, |node| unsafe { trace(node, &mut tracer) })
 }
 
 #[cfg(test)]
@@ -891,12 +917,12 @@ mod tests {
             (links, links.as_ref())
         };
         let saved = l.prev.get();
-        let mut outside = Outside(10);
+        let outside = Outside(Cell::new(10));
         for (before, after, sum) in [(5, 4, 9), (1, 0, 8)] {
             set_scratch(l, (before << SHIFT) | COLLECTING | WAS_CLEAN);
-            Subtract(&mut outside).strong(links);
+            Subtract(&outside).strong(links);
             assert_eq!(scratch(l), (after << SHIFT) | COLLECTING | WAS_CLEAN);
-            assert_eq!(outside.0, sum);
+            assert_eq!(outside.get(), sum);
         }
         l.prev.set(saved);
     }
