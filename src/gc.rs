@@ -590,7 +590,7 @@ unsafe fn dead<T: Trace + 'static>(h: NonNull<Header>) {
 unsafe fn released<T: Trace + 'static>(h: NonNull<Header>) {
     // SAFETY: the allocation is alive until the implicit weak reference goes.
     let hdr = unsafe { h.as_ref() };
-    match hdr.released_in_header() {
+    match hdr.released() {
         // SAFETY: forwarded from the caller.
         None => unsafe { released_spilled::<T>(h) },
         // SAFETY: forwarded from the caller.
@@ -607,7 +607,7 @@ unsafe fn released<T: Trace + 'static>(h: NonNull<Header>) {
 #[inline(never)]
 unsafe fn released_spilled<T: Trace + 'static>(h: NonNull<Header>) {
     // SAFETY: the allocation is alive until the implicit weak reference goes.
-    let outcome = unsafe { h.as_ref() }.released(h);
+    let outcome = unsafe { h.as_ref() }.released_spilled(h);
     // SAFETY: forwarded from the caller.
     unsafe { act_on::<T>(h, outcome) }
 }
@@ -616,7 +616,8 @@ unsafe fn released_spilled<T: Trace + 'static>(h: NonNull<Header>) {
 ///
 /// # Safety
 ///
-/// - As for [`released`], with `outcome` what [`Header::released`] says.
+/// - As for [`released`], with `outcome` what [`Header::released`] or
+///   [`Header::released_spilled`] says.
 #[inline(always)]
 unsafe fn act_on<T: Trace + 'static>(h: NonNull<Header>, outcome: Released) {
     match outcome {

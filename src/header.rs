@@ -739,33 +739,40 @@ impl Header {
         m as i32 <= 0
     }
 
-    /// After [`Header::release`] asked for it: what the lost reference means.
-    #[inline]
-    pub(crate) fn released(&self, me: NonNull<Header>) -> Released {
-        if self.strong.get() == self.bias() && !self.refill_strong(me) {
-            Released::Dead
-        } else if self.has(DIRTY) {
-            Released::Alive
-        } else {
-            Released::Suspect
-        }
-    }
-
-    /// [`Header::released`] without the side table: `None`, with nothing
-    /// read or changed beyond the header, when the stored count reached zero
-    /// while part of the count is in the table, for `released` to refill.
+    /// After [`Header::release`] asked for it: what the lost reference means,
+    /// read from the header alone. `None`, with nothing changed, when the
+    /// stored count reached zero while part of the count is in the side
+    /// table: [`Header::released_spilled`] then tells.
     #[inline(always)]
-    pub(crate) fn released_in_header(&self) -> Option<Released> {
+    pub(crate) fn released(&self) -> Option<Released> {
         if self.strong.get() == self.bias() {
             if self.has(STRONG_SPILLED) {
                 None
             } else {
                 Some(Released::Dead)
             }
-        } else if self.has(DIRTY) {
-            Some(Released::Alive)
         } else {
-            Some(Released::Suspect)
+            Some(self.lives_on())
+        }
+    }
+
+    /// [`Header::released`] for the `None` case: the count comes back from
+    /// the table, and the object lives on.
+    pub(crate) fn released_spilled(&self, me: NonNull<Header>) -> Released {
+        if self.refill_strong(me) {
+            self.lives_on()
+        } else {
+            Released::Dead
+        }
+    }
+
+    /// What losing a reference means to an object that still has some.
+    #[inline(always)]
+    fn lives_on(&self) -> Released {
+        if self.has(DIRTY) {
+            Released::Alive
+        } else {
+            Released::Suspect
         }
     }
 
@@ -845,14 +852,14 @@ impl Header {
     /// Returns `true` when the count reached zero.
     #[inline]
     pub(crate) fn dec_weak(&self, me: NonNull<Header>) -> bool {
-        let w = self.word.get();
-        let n = w & WEAK_MAX;
-        debug_assert!(n > 0);
-        if n == WEAK_MAX && overflow::take(me, Count::Weak, 1).0 == 1 {
-            return false;
-        }
-        self.word.set(w - 1);
-        n == 1
+        self.dec_weak_in_header().unwrap_or_else(|| {
+            // At its largest in the word: the table gives one back if it
+            // holds any, else the word does. Either way some are left.
+            if overflow::take(me, Count::Weak, 1).0 == 0 {
+                self.word.set(self.word.get() - 1);
+            }
+            false
+        })
     }
 
     /// Sets the count the strong word stores (bias added), for tests of the

@@ -473,7 +473,8 @@ pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout) {
     let count = p.count.get() - 1;
     p.count.set(count);
     if last.is_null() || count == 0 {
-        // SAFETY: as above.
+        // SAFETY: `pool` is a live pool of this thread (as above) whose
+        // block was just freed; `last` was its free list before.
         unsafe { pool_changed_list(pool, last.is_null()) }
     }
 }

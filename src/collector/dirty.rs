@@ -65,12 +65,13 @@ use crate::header::Header;
 /// becomes a suspect. Out of line, as [`trashcan::release`] is, for
 /// `Gc::drop`'s slow path to reach in tail position.
 ///
-/// [`trashcan::release`]: super::trashcan::release
 /// # Safety
 ///
 /// - `h` must be a live tracked object, not `DIRTY`.
 /// - No detection may be examining it (`Trace` rule 3: no handle is dropped
 ///   while the collector traces).
+///
+/// [`trashcan::release`]: super::trashcan::release
 #[inline(never)]
 pub(crate) unsafe fn mark(h: NonNull<Header>) {
     // SAFETY: a tracked object's box has links; the object is alive.
